@@ -55,3 +55,7 @@ SAMPLE_AT = "2026-03-10T16:00:00+07:00"
 
 def sample_lines() -> list[bytes]:
     return [line for line in SAMPLE_FILE.read_bytes().splitlines() if line.strip()]
+
+
+def processed_data(when: str, electronic: bool = False) -> dict:
+    return {"processing_ended_at": iso(when), "results": [{"electronic": electronic}]}

@@ -1,0 +1,175 @@
+"""A dossier's contribution to the per-unit, per-period tallies.
+
+Every figure (766 numerators and denominators, shares, counts of open dossiers) is a sum over dossiers of small
+integers. Computing a dossier's whole contribution from its derived view, and applying ``after - before`` when an
+event or the clock changes it, is what lets the stream processor keep exact running totals under duplicates,
+reordering, restarts and rebalances: a tally is always the sum of the contributions of the dossiers it holds.
+
+Period keys are ``month:2026-03``, ``quarter:2026-Q1``, ``year:2026`` (Vietnam time) and ``live`` (open now).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timedelta
+from typing import Iterable
+
+from .calendar import TZ
+from .dossier import View
+
+GRANULARITIES = ("month", "quarter", "year")
+LIVE = "live"
+
+TallyKey = tuple[str, str, str]  # (unit_code, period_key, metric)
+
+
+def period_key(granularity: str, t: datetime | date) -> str:
+    d = t.astimezone(TZ).date() if isinstance(t, datetime) else t
+    if granularity == "month":
+        return f"month:{d.year:04d}-{d.month:02d}"
+    if granularity == "quarter":
+        return f"quarter:{d.year:04d}-Q{(d.month - 1) // 3 + 1}"
+    if granularity == "year":
+        return f"year:{d.year:04d}"
+    raise ValueError(f"unknown period granularity {granularity!r}")
+
+
+def parse_period(key: str) -> tuple[datetime, datetime]:
+    """``month:2026-03`` -> [start, end) in Vietnam time. Raises ValueError with the accepted forms."""
+    try:
+        gran, value = key.split(":", 1)
+        if gran == "month":
+            y, m = (int(x) for x in value.split("-"))
+            start = datetime(y, m, 1, tzinfo=TZ)
+            end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=TZ)
+        elif gran == "quarter":
+            y, q = value.split("-Q")
+            y, q = int(y), int(q)
+            if not 1 <= q <= 4:
+                raise ValueError
+            start = datetime(y, 3 * q - 2, 1, tzinfo=TZ)
+            end = datetime(y + (q == 4), (3 * q) % 12 + 1, 1, tzinfo=TZ)
+        elif gran == "year":
+            y = int(value)
+            start, end = datetime(y, 1, 1, tzinfo=TZ), datetime(y + 1, 1, 1, tzinfo=TZ)
+        else:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"period {key!r} is not month:YYYY-MM, quarter:YYYY-QN or year:YYYY") from None
+    if not 1990 <= start.year <= 2100:
+        raise ValueError(f"period {key!r} is out of range")
+    return start, end
+
+
+def periods_between(granularity: str, first: datetime, last: datetime) -> list[str]:
+    """Keys of every period of this granularity from the one holding ``first`` to the one holding ``last``."""
+    keys = [period_key(granularity, first)]
+    end_key = period_key(granularity, last)
+    cursor = first
+    while keys[-1] != end_key and len(keys) < 2000:
+        cursor = parse_period(keys[-1])[1]
+        keys.append(period_key(granularity, cursor))
+    return keys
+
+
+def contribution(view: View | None, now: datetime) -> Counter:
+    """What one dossier adds to the tallies when the clock reads ``now``."""
+    out: Counter = Counter()
+    if view is None or view.received_at > now:
+        return out
+    unit = view.unit_code
+    received_keys = [period_key(g, view.received_at) for g in GRANULARITIES]
+    for pk in received_keys:
+        _add_reception(out, unit, pk, view)
+    last = min(view.end_at, now) if view.end_at is not None else now
+    for g in GRANULARITIES:
+        if view.config.carry_over_open_dossiers:
+            keys = periods_between(g, view.received_at, max(last, view.received_at))
+        else:
+            keys = [period_key(g, view.received_at)]
+        for pk in keys:
+            _, p_end = parse_period(pk)
+            _add_population(out, unit, pk, view, min(p_end, now))
+    if view.is_open:
+        j = view.judge(now)
+        out[(unit, LIVE, j.bucket)] += 1
+    return +out
+
+
+def _add_reception(out: Counter, unit: str, pk: str, v: View) -> None:
+    out[(unit, pk, "received")] += 1
+    out[(unit, pk, "received_" + v.channel)] += 1
+    if v.channel == "online" and (not v.paper_result or v.e_result):
+        out[(unit, pk, "online_qualified")] += 1
+    if v.has_fee:
+        out[(unit, pk, "fee_bearing")] += 1
+        if v.paid_online:
+            out[(unit, pk, "paid_online")] += 1
+    if v.paper_result:
+        out[(unit, pk, "paper_result")] += 1
+        if v.e_result:
+            out[(unit, pk, "paper_result_e_result")] += 1
+    if v.digitized and (not v.paper_result or v.e_result):
+        out[(unit, pk, "digitized")] += 1
+    if v.reused_data:
+        out[(unit, pk, "reused_data")] += 1
+    if v.personal_store:
+        out[(unit, pk, "personal_store")] += 1
+    if v.population_db or v.personal_store:
+        out[(unit, pk, "population_db")] += 1
+    if v.rated:
+        out[(unit, pk, "rated")] += 1
+        if v.satisfied:
+            out[(unit, pk, "rated_satisfied")] += 1
+    if v.end_at is not None:
+        out[(unit, pk, "processing_count")] += 1
+        out[(unit, pk, "processing_seconds_sum")] += round(v.calendar.working_seconds_between(v.received_at, max(v.received_at, v.end_at)))
+
+
+def _add_population(out: Counter, unit: str, pk: str, v: View, judged_at: datetime) -> None:
+    j = v.judge(judged_at)
+    out[(unit, pk, "population")] += 1
+    if j.on_time:
+        out[(unit, pk, "on_time")] += 1
+    out[(unit, pk, j.bucket)] += 1
+    if j.bucket == "ended_late":
+        out[(unit, pk, "late_with_apology" if v.apology_in_time else "late_without_apology")] += 1
+    if not j.on_time or v.satisfied is False:
+        out[(unit, pk, "late_or_dissatisfied")] += 1
+
+
+def add_into(total: dict, delta: dict, sign: int = 1) -> None:
+    """Add a contribution (or subtract, with sign=-1) into running tallies, dropping keys that reach zero."""
+    for k, n in delta.items():
+        v = total.get(k, 0) + sign * n
+        if v:
+            total[k] = v
+        else:
+            total.pop(k, None)
+
+
+def difference(after: dict, before: dict) -> dict:
+    out = dict(after)
+    for k, n in before.items():
+        v = out.get(k, 0) - n
+        if v:
+            out[k] = v
+        else:
+            out.pop(k, None)
+    return out
+
+
+def sum_contributions(contribs: Iterable[dict]) -> dict:
+    total: dict = {}
+    for c in contribs:
+        add_into(total, c)
+    return total
+
+
+def unit_period_tallies(tallies: dict, period: str) -> dict[str, dict[str, int]]:
+    """{unit: {metric: n}} for one period key."""
+    out: dict[str, dict[str, int]] = {}
+    for (unit, pk, metric), n in tallies.items():
+        if pk == period:
+            out.setdefault(unit, {})[metric] = n
+    return out
