@@ -1,0 +1,178 @@
+"""The bridge between the runtime and the domain core, with no runtime imports of its own.
+
+The Faust agent hands each record's bytes and the dossier's stored bytes to ``Processor.handle`` and gets back what
+to store, what to dead-letter, how the tallies move and which alerts to publish. Keeping this runtime-free means the
+whole per-record decision can be tested without a broker, and the runtime could be swapped without touching it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from models import events as ev
+from models.calendar import WorkCalendar
+from models.config import DEFAULT_CONFIG, MonitorConfig
+from models.dossier import (Alert, Context, DossierState, View, alerts_of, apply, decode_state, encode_state,
+                            evaluate, next_change_at)
+from models.figures import document_from_tallies
+from models.index766 import Catalogue, combine, load_catalogue
+from models.tally import contribution, difference
+
+TallyKey = tuple[str, str, str]
+
+
+class RecordOutcome(NamedTuple):
+    state: bytes | None
+    dead_letter: tuple[str, str] | None
+    tally_delta: dict[TallyKey, int]
+    alerts: list[dict]
+    duplicate: bool
+    late_arrival: bool
+    event_time: datetime | None
+    source: str | None
+    next_check_at: datetime | None
+    dossier_code: str | None
+
+
+def _rejected(reason: str, message: str, event: ev.Event | None = None) -> RecordOutcome:
+    return RecordOutcome(None, (reason, message), {}, [], False, False,
+                         event.time if event else None, event.source if event else None, None,
+                         event.subject if event else None)
+
+
+class Processor:
+    def __init__(self, calendar: WorkCalendar | None = None, config: MonitorConfig = DEFAULT_CONFIG,
+                 catalogue: Catalogue | None = None):
+        self.calendar = calendar or WorkCalendar.default()
+        self.config = config
+        self.catalogue = catalogue or load_catalogue()
+        self.unit_meta: dict[str, dict] = {}
+        self._announced: dict[str, frozenset[Alert]] = {}
+        self._terms = [(i.id, i.numerator, i.denominator) for i in self.catalogue.indicators
+                       if i.computable_from_events and i.numerator is not None]
+
+    def context(self, now: datetime) -> Context:
+        return Context(now=now, calendar=self.calendar, config=self.config)
+
+    def set_calendar(self, calendar: WorkCalendar) -> None:
+        """A new calendar version changes deadlines the system computed; callers rebuild tallies afterwards."""
+        self.calendar = calendar
+
+    # -- per record ---------------------------------------------------------------------------------------------
+
+    def handle(self, value: bytes, stored: bytes | None, now: datetime, key: str | None = None) -> RecordOutcome:
+        try:
+            event = ev.decode_event(value)
+        except ev.EventError as exc:
+            return _rejected(exc.reason, exc.message)
+        if key is not None and key != event.subject:
+            return _rejected("key_mismatch", f"record key {key[:64]!r} differs from `$.subject` {event.subject!r}", event)
+        ctx = self.context(now)
+        old = decode_state(stored) if stored is not None else None
+        try:
+            new, effects = apply(old, event, ctx)
+        except ev.EventError as exc:
+            return _rejected(exc.reason, exc.message, event)
+        if effects.duplicate:
+            return RecordOutcome(None, None, {}, [], True, False, event.time, event.source, None, event.subject)
+        old_view = evaluate(old, ctx) if old is not None else None
+        new_view = evaluate(new, ctx)
+        self._learn(new_view)
+        delta = difference(contribution(new_view, now), contribution(old_view, now))
+        next_check = next_change_at(new, ctx)
+        fresh = event.time >= now - timedelta(seconds=self.config.alert_catch_up_seconds)
+        alerts = self._announce(new.code, new_view, now, fresh)
+        if not fresh and new_view is not None and new_view.is_open:
+            settle = now + timedelta(seconds=self.config.alert_settle_seconds)
+            next_check = settle if next_check is None else min(next_check, settle)
+        return RecordOutcome(encode_state(new), None, delta, alerts, False, effects.late_arrival, event.time,
+                             event.source, next_check, event.subject)
+
+    def reevaluate(self, stored: bytes, prev_now: datetime, now: datetime) -> RecordOutcome:
+        """The deadline clock moved from ``prev_now`` to ``now``: what changed for this dossier without an event."""
+        state = decode_state(stored)
+        view = evaluate(state, self.context(now))
+        if view is None:
+            return RecordOutcome(None, None, {}, [], False, False, None, None, None, state.code)
+        delta = difference(contribution(view, now), contribution(view, prev_now))
+        alerts = self._announce(state.code, view, now, fresh=True)
+        return RecordOutcome(None, None, delta, alerts, False, False, None, None,
+                             next_change_at(state, self.context(now)), state.code)
+
+    def contribution(self, stored: bytes, now: datetime) -> dict[TallyKey, int]:
+        view = evaluate(decode_state(stored), self.context(now))
+        self._learn(view)
+        return dict(contribution(view, now))
+
+    def next_check_at(self, stored: bytes, now: datetime) -> datetime | None:
+        return next_change_at(decode_state(stored), self.context(now))
+
+    # -- read side ----------------------------------------------------------------------------------------------
+
+    def dossier_view(self, stored: bytes, now: datetime) -> dict | None:
+        """A dossier as the read API lists it: codes, dates and state; never anything about the applicant."""
+        view = evaluate(decode_state(stored), self.context(now))
+        if view is None:
+            return None
+        j = view.judge(now)
+        return {
+            "dossier_code": view.code, "unit_code": view.unit_code, "procedure_code": view.procedure_code,
+            "status": view.status, "state": j.bucket.removeprefix("open_").removeprefix("ended_"),
+            "open": view.is_open, "received_at": view.received_at.isoformat(),
+            "due_at": view.judged_due_at.isoformat(), "effective_due_at": view.effective_due_at(now).isoformat(),
+            "overdue_working_hours": round(view.overdue_working_seconds(now) / 3600, 2) if view.is_open else 0.0,
+        }
+
+    def indicator_terms(self, tallies: dict[str, int]) -> dict[str, tuple[float, float]]:
+        return {iid: (combine(num, tallies), combine(den, tallies)) for iid, num, den in self._terms}
+
+    def unit_info(self, unit_code: str) -> dict:
+        return self.unit_meta.get(unit_code, {"province": None, "level": None})
+
+    def figures(self, tallies: dict[TallyKey, int], period: str, now: datetime) -> dict:
+        return document_from_tallies(tallies, self.unit_meta, period, now, self.context(now), self.catalogue)
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _learn(self, view: View | None) -> None:
+        if view is None:
+            return
+        meta = self.unit_meta.get(view.unit_code)
+        if meta is None or (meta["province"] is None and view.province_code) or (meta["level"] is None and view.unit_level):
+            self.unit_meta[view.unit_code] = {"province": (meta or {}).get("province") or view.province_code,
+                                              "level": (meta or {}).get("level") or view.unit_level}
+
+    def _announce(self, code: str, view: View | None, now: datetime, fresh: bool) -> list[dict]:
+        """Alerts to publish now: those active and not yet announced by this worker (ids are stable, so a
+        re-announcement after a restart or a rebalance is harmless to consumers that de-duplicate)."""
+        active = alerts_of(view, now) if view is not None else frozenset()
+        announced = self._announced.get(code, frozenset())
+        if fresh:
+            new, keep = sorted(active - announced), active
+        else:
+            new, keep = [], announced & active
+        if keep:
+            self._announced[code] = keep
+        else:
+            self._announced.pop(code, None)
+        return [self._alert_record(a, view, now) for a in new]
+
+    def forget(self, codes) -> None:
+        """Drop the announcement memory of dossiers whose partition this worker no longer owns."""
+        for c in codes:
+            self._announced.pop(c, None)
+
+    @staticmethod
+    def _alert_record(alert: Alert, view: View, now: datetime) -> dict:
+        return {
+            "alert_id": alert.alert_id, "kind": alert.kind, "dossier_code": view.code, "unit_code": view.unit_code,
+            "province_code": view.province_code, "unit_level": view.unit_level, "procedure_code": view.procedure_code,
+            "due_at": view.judged_due_at.isoformat(), "effective_due_at": view.effective_due_at(now).isoformat(),
+            "raised_at": now.isoformat(),
+            "overdue_working_hours": round(view.overdue_working_seconds(now) / 3600, 2),
+        }
+
+
+def default_processor() -> Processor:
+    return Processor()
