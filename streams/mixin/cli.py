@@ -1,0 +1,80 @@
+"""Typer sub-commands for the ``onestop`` CLI: ``mixin generate``, ``mixin check`` and ``dashboards push``.
+
+Kept here so that the product CLI only has to mount them (``app.add_typer(mixin_app, name="mixin")`` and
+``app.add_typer(dashboards_app, name="dashboards")``); ``python -m streams.mixin`` runs the same commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import MixinConfigError, load_config
+
+__all__ = ["mixin_app", "dashboards_app", "main"]
+
+mixin_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="Prometheus rules, alerts, Alertmanager config, runbook and dashboards as code.")
+dashboards_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grafana dashboards.")
+
+_CONFIG = typer.Option(None, "--config", exists=True, dir_okay=False,
+                       help="YAML file overriding the monitoring defaults (streams/mixin/config.py).")
+_ROOT = typer.Option(None, "--root", file_okay=False, help="Repository root to write under (default: this checkout).")
+
+
+def _config(path: Optional[Path]):
+    try:
+        return load_config(path)
+    except MixinConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@mixin_app.command("generate")
+def generate_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT,
+                 year: list[int] = typer.Option([], "--year", help="Calendar year to cover (repeat); default: "
+                                                                   "the current and the next year.")) -> None:
+    """Regenerate alerts/ and dashboards/ from the configuration, the 766 catalogue and the work calendar."""
+    from .generate import REPO, write_all
+
+    cfg = _config(config)
+    changed = write_all(root or REPO, cfg, tuple(year) or None)
+    for path in changed:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"{len(changed)} file(s) changed", err=True)
+
+
+@mixin_app.command("check")
+def check_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT) -> None:
+    """Exit 1 if a committed generated file differs from a fresh generation (for the committed calendar years)."""
+    from .generate import REPO, check
+
+    stale = check(root or REPO, _config(config))
+    for rel in stale:
+        typer.echo(f"stale: {rel}")
+    if stale:
+        typer.echo("run `onestop mixin generate` and commit the result", err=True)
+        raise typer.Exit(1)
+    typer.echo("generated files are up to date", err=True)
+
+
+@dashboards_app.command("push")
+def push_cmd(url: str = typer.Option(..., help="Grafana base URL, e.g. https://grafana.example.org"),
+             token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Service account token (or GRAFANA_TOKEN)."),
+             config: Optional[Path] = _CONFIG) -> None:
+    """Create or overwrite the committed dashboards in a Grafana folder through the HTTP API."""
+    from .push import push_dashboards
+
+    result = push_dashboards(url, token, config=_config(config))
+    for answer in result.dashboards:
+        typer.echo(f"{answer.get('status', 'ok')}: {answer.get('uid')} version {answer.get('version')} "
+                   f"{answer.get('url', '')}")
+
+
+def main() -> None:
+    root = typer.Typer(add_completion=False, no_args_is_help=True)
+    root.add_typer(mixin_app, name="mixin")
+    root.add_typer(dashboards_app, name="dashboards")
+    root(prog_name="python -m streams.mixin")
