@@ -1,0 +1,523 @@
+"""The Faust application: dossier table, the agent on the events topic, the deadline timer and rebalance hooks.
+
+The domain logic lives behind the processor interface (streams.processor); this module only moves bytes
+between Kafka, the changelog-backed table and the derived in-memory state (tallies and deadline schedules).
+
+Tallies are never persisted. On every assignment they are rebuilt from the recovered table, and dropped on
+revocation, so a restart or a rebalance cannot double-count: the table is the one source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import faust
+from faust.streams import _current_event, current_event
+
+from .clock import Clock, DeadlineSchedule
+from .metrics import PipelineHealth, TallyBook, merge
+from .settings import WorkerSettings
+
+__all__ = ["build_app", "Runtime", "PartitionState"]
+
+log = logging.getLogger(__name__)
+
+#: Yield to the event loop every so many dossiers while scanning a partition, so heartbeats and web requests
+#: keep flowing during a rebuild of millions of dossiers.
+SCAN_YIELD_EVERY = 2000
+MAX_HEADER_CHARS = 1000
+
+
+class _Outcome(NamedTuple):
+    """Fallback outcome for records the runtime rejects itself (same shape as processor.RecordOutcome)."""
+
+    state: bytes | None = None
+    dead_letter: tuple[str, str] | None = None
+    tally_delta: dict = {}
+    alerts: list = []
+    duplicate: bool = False
+    late_arrival: bool = False
+    event_time: datetime | None = None
+    source: str | None = None
+    next_check_at: datetime | None = None
+    dossier_code: str | None = None
+
+
+class PartitionState:
+    """Derived state of one owned partition of the events topic."""
+
+    __slots__ = ("partition", "tallies", "schedule", "keys", "dossiers")
+
+    def __init__(self, partition: int, now: datetime, track_keys: bool) -> None:
+        self.partition = partition
+        self.tallies = TallyBook()
+        self.schedule = DeadlineSchedule(now)
+        # Only the in-memory store needs our own key index (it does not record which partition a key written
+        # by the agent belongs to); RocksDB keeps one database per partition, which we scan directly.
+        self.keys: set[str] | None = set() if track_keys else None
+        self.dossiers = 0
+
+
+class _StandIn:
+    """Minimal stand-in for a Faust event, carrying only the partition a table write or read belongs to."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=partition)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} in an alert")
+
+
+def encode_alert(alert: dict) -> bytes:
+    return json.dumps(alert, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class Runtime:
+    """Owned partitions' derived state plus the operations the agent, the timer and the web views share.
+
+    Everything that mutates state is synchronous; sends happen afterwards. On one event loop that makes each
+    record's (or each tick's) state change atomic with respect to the others.
+    """
+
+    def __init__(self, settings: WorkerSettings, processor: Any, clock: Clock) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.clock = clock
+        self.health = PipelineHealth()
+        self.partitions: dict[int, PartitionState] = {}
+        self.ready = False
+        self.generation = 0
+        self.rebuild_seconds = 0.0
+        self.app: faust.App | None = None
+        self.table: Any = None
+        self.dlq_topic: Any = None
+        self.alerts_topic: Any = None
+        self._track_keys = settings.store == "memory"
+        # The processor may check the record key against the event's subject; older ones take no key.
+        try:
+            self._handle_takes_key = "key" in inspect.signature(processor.handle).parameters
+        except (TypeError, ValueError):
+            self._handle_takes_key = False
+
+    # -- read side (metrics, read API) --------------------------------------------------------------------------
+    def tally_books(self) -> list[TallyBook]:
+        return [s.tallies for s in self.partitions.values()]
+
+    def all_tallies(self) -> dict:
+        return merge(self.tally_books())
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "partitions": len(self.partitions),
+            "ready": 1.0 if self.ready else 0.0,
+            "dossiers": sum(s.dossiers for s in self.partitions.values()),
+            "pending_checks": sum(len(s.schedule) for s in self.partitions.values()),
+            "rebuild_seconds": self.rebuild_seconds,
+        }
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    async def views(self, keep: Any) -> list[dict]:
+        """``processor.dossier_view`` of every owned dossier for which ``keep(view)`` is true.
+
+        Scans the table (RocksDB iterators read a snapshot, the memory store a copied key list), yielding to the
+        loop now and then so a large scan never stalls the agent or heartbeats.
+        """
+        now = self.now()
+        dossier_view = self.processor.dossier_view
+        out: list[dict] = []
+        n = 0
+        for p in sorted(self.partitions):
+            state = self.partitions.get(p)
+            if state is None:
+                continue
+            for _code, stored in self._iter_partition(p, state):
+                view = dossier_view(stored, now)
+                if view is not None and keep(view):
+                    out.append(view)
+                n += 1
+                if n % SCAN_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        return out
+
+    # -- table access ------------------------------------------------------------------------------------------
+    @contextmanager
+    def _in_partition(self, partition: int) -> Iterator[None]:
+        """Make Faust's table route a read or write to ``partition`` outside of stream iteration.
+
+        Faust decides a table key's partition (and RocksDB database) from the event being processed. The
+        deadline timer and the rebuild have no event, so they borrow one that names the partition.
+        """
+        event = current_event()
+        if event is not None and event.message.partition == partition:
+            yield
+            return
+        stand_in = _StandIn(self.settings.events, partition)
+        token = _current_event.set(weakref.ref(stand_in))
+        try:
+            yield
+        finally:
+            _current_event.reset(token)
+
+    def _get(self, partition: int, code: str) -> bytes | None:
+        with self._in_partition(partition):
+            return self.table.get(code)
+
+    def _put(self, partition: int, state: PartitionState, code: str, value: bytes, existed: bool) -> None:
+        with self._in_partition(partition):
+            self.table[code] = value
+        if not existed:
+            state.dossiers += 1
+        if state.keys is not None:
+            state.keys.add(code)
+
+    def _iter_partition(self, partition: int, state: PartitionState) -> Iterator[tuple[str, bytes]]:
+        store = self.table.data
+        if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
+            db = store._db_for_partition(partition)
+            for k, v in store._visible_items(db):
+                if v is not None:
+                    yield store._decode_key(k), store._decode_value(v)
+            return
+        if hasattr(store, "_key_partition"):  # memory store: recovered keys are indexed by partition
+            keys = {k for k, p in store._key_partition.items() if p == partition}
+            if state.keys:
+                keys |= state.keys
+            for k in sorted(keys):
+                v = store.data.get(k)
+                if v is not None:
+                    yield k, v
+            return
+        raise NotImplementedError(f"cannot enumerate a partition of store {type(store).__name__}")
+
+    # -- rebalance ---------------------------------------------------------------------------------------------
+    def on_assigned(self, assigned: set[int]) -> None:
+        """New assignment: drop what we no longer own; the rest is rebuilt once the table has recovered."""
+        self.generation += 1
+        self.ready = False
+        for p in list(self.partitions):
+            if p not in assigned:
+                self._drop(p)
+
+    def _drop(self, partition: int) -> None:
+        state = self.partitions.pop(partition)
+        forget = getattr(self.processor, "forget", None)
+        if forget is not None:
+            # Per-dossier memory in the processor (announced alerts) belongs to the new owner now.
+            forget(set(state.schedule.codes()) | (state.keys or set()))
+        log.info("partition %s revoked: tallies and deadline schedule dropped", partition)
+
+    def on_revoked(self) -> None:
+        self.ready = False
+
+    async def on_recovered(self, owned: set[int]) -> None:
+        """Table recovery done: rebuild tallies and schedules of newly owned partitions from the table."""
+        generation = self.generation
+        for p in list(self.partitions):
+            if p not in owned:
+                self._drop(p)
+        started = time.monotonic()
+        for p in sorted(owned - set(self.partitions)):
+            state = await self._rebuild(p)
+            if generation != self.generation:
+                log.info("rebalanced during rebuild of partition %s; the next recovery redoes it", p)
+                return
+            self.partitions[p] = state
+        if owned - set(self.partitions) == set():
+            self.rebuild_seconds = time.monotonic() - started
+            self.ready = True
+            log.info("ready: owning partitions %s", sorted(self.partitions))
+
+    async def _rebuild(self, partition: int) -> PartitionState:
+        now = self.now()
+        state = PartitionState(partition, now, self._track_keys)
+        contribution, next_check_at = self.processor.contribution, self.processor.next_check_at
+        n = 0
+        for code, stored in self._iter_partition(partition, state):
+            state.tallies.add(contribution(stored, now))
+            state.schedule.schedule(code, next_check_at(stored, now))
+            if state.keys is not None:
+                state.keys.add(code)
+            n += 1
+            if n % SCAN_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        state.dossiers = n
+        log.info("partition %s rebuilt from %s dossiers", partition, n)
+        return state
+
+    async def _ensure_partition(self, partition: int) -> PartitionState | None:
+        """The partition's state; None if we no longer own it (the new owner will process the record)."""
+        state = self.partitions.get(partition)
+        if state is not None:
+            return state
+        assignment = self.app.consumer.assignment() if self.app is not None else set()
+        if not any(tp.topic == self.settings.events and tp.partition == partition for tp in assignment):
+            log.warning("record of partition %s which is no longer assigned here; left to its new owner", partition)
+            return None
+        # Faust holds source partitions paused until recovery completes, so this is a safety net only.
+        log.warning("record for partition %s before its rebuild; rebuilding now", partition)
+        state = self.partitions[partition] = await self._rebuild(partition)
+        return state
+
+    # -- the deadline clock ------------------------------------------------------------------------------------
+    def _advance(self, state: PartitionState, now: datetime, alerts: list[dict]) -> datetime:
+        """Re-evaluate the partition's due dossiers up to ``now``; returns the partition's new evaluation time."""
+        schedule = state.schedule
+        prev = schedule.evaluated_at
+        if now <= prev:
+            return prev  # time never runs backwards for a partition
+        for code in schedule.pop_due(now):
+            stored = self._get(state.partition, code)
+            if stored is None:
+                continue
+            try:
+                outcome = self.processor.reevaluate(stored, prev, now)
+            except Exception:
+                log.exception("reevaluate failed in partition %s; dossier left unscheduled", state.partition)
+                self.health.reject("reevaluate_error")
+                continue
+            self._apply(state, code, outcome, existed=True, alerts=alerts, reschedule=True)
+        schedule.evaluated_at = now
+        return now
+
+    async def tick(self) -> None:
+        """Timer body: bring every owned partition to the clock's now and publish the resulting alerts."""
+        if not self.ready:
+            return
+        now = self.now()
+        alerts: list[dict] = []
+        for state in list(self.partitions.values()):
+            self._advance(state, now, alerts)
+        await self._send_alerts(alerts)
+
+    # -- the agent ---------------------------------------------------------------------------------------------
+    def _apply(self, state: PartitionState, code: str, outcome: Any, *, existed: bool, alerts: list[dict],
+               reschedule: bool) -> None:
+        if outcome.state is not None:
+            self._put(state.partition, state, code, outcome.state, existed)
+        if outcome.tally_delta:
+            state.tallies.add(outcome.tally_delta)
+        if outcome.alerts:
+            alerts.extend(outcome.alerts)
+        # An unchanged state (a duplicate, say) keeps its pending check: its None means "nothing new", not "never".
+        if reschedule or outcome.state is not None or outcome.next_check_at is not None:
+            state.schedule.schedule(code, outcome.next_check_at)
+
+    async def on_event(self, event: Any) -> None:
+        msg = event.message
+        partition = msg.partition
+        raw_key, value = event.key, event.value
+        code = _decode_key(raw_key)
+        if code is None:
+            await self._dead_letter(msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key")
+            return
+        if value is None:
+            await self._dead_letter(msg, raw_key, value, "missing_value", "record has no value (tombstone)")
+            return
+        state = await self._ensure_partition(partition)
+        if state is None:
+            return
+        alerts: list[dict] = []
+        now = self._advance(state, self.now(), alerts)
+        stored = self._get(partition, code)
+        try:
+            if self._handle_takes_key:
+                outcome = self.processor.handle(value, stored, now, key=code)
+            else:
+                outcome = self.processor.handle(value, stored, now)
+        except Exception as exc:
+            # A processor bug on one record must not stop the partition; the record is kept in the DLQ.
+            log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
+            outcome = _Outcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+        if outcome.dead_letter is None:
+            self._apply(state, code, outcome, existed=stored is not None, alerts=alerts, reschedule=False)
+            self.health.record(source=outcome.source, event_time=outcome.event_time, now=now,
+                               duplicate=outcome.duplicate, late=outcome.late_arrival)
+        await self._send_alerts(alerts)
+        if outcome.dead_letter is not None:
+            reason, message = outcome.dead_letter
+            await self._dead_letter(msg, raw_key, value, reason, message)
+
+    # -- output topics -----------------------------------------------------------------------------------------
+    async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str) -> None:
+        self.health.reject(reason)
+        headers = {
+            "x-reason": reason.encode(),
+            "x-error": str(error)[:MAX_HEADER_CHARS].encode(),
+            "x-source-topic": str(msg.topic).encode(),
+            "x-source-partition": str(msg.partition).encode(),
+            "x-source-offset": str(msg.offset).encode(),
+        }
+        # force=True: produce now rather than at commit time; a duplicate in the DLQ after a crash is harmless,
+        # a lost one is not.
+        await self.dlq_topic.send(key=key, value=value, headers=headers, force=True)
+
+    async def _send_alerts(self, alerts: list[dict]) -> None:
+        for alert in alerts:
+            alert_id = str(alert.get("alert_id") or "")
+            self.health.alert(alert.get("kind"))
+            await self.alerts_topic.send(key=alert_id.encode() or None, value=encode_alert(alert), force=True)
+
+
+def _decode_key(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw or None
+    try:
+        code = bytes(raw).decode("utf-8")
+    except (UnicodeDecodeError, TypeError):
+        return None
+    return code if code.strip() else None
+
+
+def _rewind_partitions_never_committed(app: faust.App, topic: str) -> None:
+    """Make "seek to committed" also rewind source partitions whose committed offset is missing or 0.
+
+    Faust drops records it fetched while the flow was stopped (rebalance, table recovery) and relies on seeking
+    back to the committed offsets to read them again. aiokafka's seek_to_committed skips partitions whose
+    committed offset is None or 0, so on a partition that never committed (a worker killed within its first
+    commit interval, or a partition whose first record is still unprocessed) those records were silently
+    skipped: we measured a restarted worker that processed nothing at all. Seeking such partitions to the
+    beginning is what auto_offset_reset=earliest means anyway.
+    """
+    thread = app.consumer._thread
+    original = thread.seek_to_committed
+
+    async def seek_to_committed() -> Any:
+        committed = await original()
+        never = [tp for tp, offset in committed.items() if not offset and tp.topic == topic]
+        if never:
+            # A plain seek to the listed earliest offsets: seek_to_beginning would park the consumer thread
+            # until the fetcher performs the reset, and recovery needs that thread meanwhile.
+            for tp, offset in (await thread.earliest_offsets(*never)).items():
+                if offset is not None:
+                    thread.seek(tp, offset)
+        return committed
+
+    thread.seek_to_committed = seek_to_committed
+
+
+#: Seconds without any changelog record received during recovery before the watchdog re-seeks.
+RECOVERY_STALL_SECONDS = 6.0
+
+
+def _watch_recovery(app: faust.App, interval: float = 2.0) -> None:
+    """Re-seek changelog partitions whose records were fetched but never reached table recovery.
+
+    Faust discards fetched records when the generation changes or the active set moves while a fetch is in
+    flight, after the consumer position already advanced past them. For source topics a later seek to the
+    committed offset repairs that; for changelogs nothing does, and recovery then waits forever for offsets it
+    will never see. We saw a worker stuck this way after a second worker left the group. Recovery records the
+    last offset it received per partition, so when it makes no progress for a while and the consumer sits
+    further ahead, reading again from just after that offset is safe (applying changelog records is idempotent).
+    """
+    thread = app.consumer._thread
+    watch = {"progress": None, "since": time.monotonic()}
+
+    @app.timer(interval=interval, name="onestop.recovery-watchdog")
+    async def recovery_watchdog() -> None:
+        recovery = app.tables.recovery
+        remaining = {tp: n for tp, n in recovery.active_remaining().items() if n > 0}
+        progress = sum(v for v in recovery.active_offsets.values() if v is not None)
+        now = time.monotonic()
+        if not recovery.in_recovery or not remaining or progress != watch["progress"]:
+            watch.update(progress=progress, since=now)
+            return
+        if now - watch["since"] < RECOVERY_STALL_SECONDS:
+            return
+        watch["since"] = now
+        for tp in remaining:
+            received = recovery.active_offsets.get(tp)
+            resume_at = 0 if received is None or received < 0 else received + 1
+            position = await thread.position(tp)
+            if position is not None and position > resume_at:
+                log.warning("table recovery stalled on %s[%s]: consumer at %s, recovery at %s; seeking back",
+                            tp.topic, tp.partition, position, resume_at)
+                thread.seek(tp, resume_at)
+
+
+def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.App:
+    """A configured Faust app with the runtime attached as ``app.onestop_runtime``."""
+    from . import metrics as metrics_mod
+    from . import readapi
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.broker}",
+        store=settings.store_url,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_disable_leader=True,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.5, min(3.0, settings.session_timeout / 4)),
+        broker_rebalance_timeout=max(settings.session_timeout * 3, 30.0),
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        # web_host alone still binds 0.0.0.0; web_bind is what decides the listening interface.
+        web_bind=settings.web_bind,
+        # Advertised in the group metadata; must be unique per live worker (see streams.worker ghost eviction).
+        web_host=settings.advertised_host,
+        web_port=settings.web_port,
+        autodiscover=False,
+        stream_wait_empty=True,
+    )
+    runtime = Runtime(settings, processor, clock)
+    runtime.app = app
+    app.onestop_runtime = runtime  # type: ignore[attr-defined]
+
+    # Raw bytes both ways: value_type=bytes alone still leaves Faust's default JSON codec in place, which would
+    # parse the CloudEvent before the processor sees it and re-encode what we dead-letter.
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    events = app.topic(settings.events, partitions=settings.partitions, **raw)
+    runtime.dlq_topic = app.topic(settings.dlq, **raw)
+    runtime.alerts_topic = app.topic(settings.alerts, **raw)
+    table = app.Table(settings.table_name, key_type=str, value_type=bytes, partitions=settings.partitions)
+    runtime.table = table
+
+    @app.agent(events, name="onestop.dossier-events")
+    async def process(stream: Any) -> None:
+        async for event in stream.events():
+            await runtime.on_event(event)
+
+    @app.timer(interval=settings.clock_interval, name="onestop.deadline-clock")
+    async def deadline_clock() -> None:
+        await runtime.tick()
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        runtime.on_revoked()
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        runtime.on_assigned({tp.partition for tp in assigned if tp.topic == settings.events})
+
+    async def _recovered() -> None:
+        actives = app.assignor.assigned_actives()
+        await runtime.on_recovered({tp.partition for tp in actives if tp.topic == settings.events})
+
+    table.on_recover(_recovered)
+
+    _rewind_partitions_never_committed(app, settings.events)
+    _watch_recovery(app)
+    registry = metrics_mod.new_registry(runtime)
+    readapi.register(app, runtime, registry)
+    return app

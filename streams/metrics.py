@@ -1,0 +1,392 @@
+"""Prometheus exposition of the tallies this worker owns, and of the pipeline's health.
+
+Values are computed at scrape time by a custom collector (no inc/dec gauges): the tallies are the truth, and a
+gauge that was incremented on every event could drift from them after a rebalance. Each worker exports only
+the partitions it owns, so ``sum by (unit)`` across workers gives the exact figure. Every name, label and unit is
+documented in docs/metrics.md; labels are bounded (unit, province, level and small enums, never a dossier).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from models.tally import GRANULARITIES, LIVE, period_key
+
+__all__ = [
+    "TallyBook",
+    "PipelineHealth",
+    "TallyCollector",
+    "current_periods",
+    "new_registry",
+    "render",
+    "CONTENT_TYPE_LATEST",
+]
+
+log = logging.getLogger(__name__)
+
+TallyKey = tuple[str, str, str]  # (unit_code, period_key, metric)
+
+# Tally keys folded into one family with an enum label, by prefix.
+CHANNEL_PREFIX, OUTCOME_PREFIX, OPEN_PREFIX = "received_", "ended_", "open_"
+# Tally keys exported one family each, as onestop_dossiers_<key>.
+PLAIN_KEYS = {
+    "online_qualified": "Received online and, for paper-result procedures, with an electronic result (766 3.3).",
+    "fee_bearing": "Received with a fee obligation (766 3.6 denominator).",
+    "paid_online": "Received with a fee obligation and paid online (766 3.6 numerator).",
+    "paper_result": "Received for a procedure whose result is a paper document (766 4.1 denominator).",
+    "paper_result_e_result": "Paper-result dossiers that also got an electronic result (766 4.1 numerator).",
+    "digitized": "Received with digitized components (and an electronic result when paper-result) (766 4.2).",
+    "reused_data": "Received reusing already digitized data (766 4.4).",
+    "personal_store": "Received using the personal data store (766 4.5).",
+    "population_db": "Received using the population database or VNeID (766 4.6).",
+    "rated": "Received in the period and rated by the applicant.",
+    "rated_satisfied": "Received in the period and rated satisfied.",
+    "population": "766 2.1 population: received in the period or carried over open into it.",
+    "on_time": "Population dossiers judged on time.",
+    "late_with_apology": "Late population dossiers with an apology slip issued in time.",
+    "late_without_apology": "Late population dossiers without an apology slip issued in time.",
+    "late_or_dissatisfied": "Population dossiers not on time or rated unsatisfied (766 5.4).",
+}
+RENAMED_KEYS = {
+    "processing_seconds_sum": (
+        "onestop_dossiers_ended_working_seconds",
+        "Working seconds from reception to end, summed over dossiers received in the period that ended.",
+    ),
+    "processing_count": (
+        "onestop_dossiers_ended_timed",
+        "Dossiers counted in onestop_dossiers_ended_working_seconds (divide the two for the mean).",
+    ),
+}
+KNOWN_OPEN = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
+KNOWN_OUTCOMES = ("early", "on_time", "late")
+KNOWN_CHANNELS = ("direct", "online", "postal")
+
+#: Distinct values kept per free-form health label (source, reason, kind); the rest are folded into "other" so
+#: a misbehaving producer cannot blow up the series count.
+LABEL_CAP = 64
+
+
+class TallyBook:
+    """One partition's tallies, nested by period so a scrape touches only the current periods."""
+
+    __slots__ = ("_by_period",)
+
+    def __init__(self) -> None:
+        self._by_period: dict[str, dict[tuple[str, str], int]] = {}
+
+    def add(self, delta: Mapping[TallyKey, int]) -> None:
+        by_period = self._by_period
+        for (unit, pk, metric), n in delta.items():
+            if not n:
+                continue
+            bucket = by_period.get(pk)
+            if bucket is None:
+                bucket = by_period[pk] = {}
+            key = (unit, metric)
+            v = bucket.get(key, 0) + n
+            if v:
+                bucket[key] = v
+            else:
+                del bucket[key]
+                if not bucket:
+                    del by_period[pk]
+
+    def period(self, pk: str) -> Mapping[tuple[str, str], int]:
+        return self._by_period.get(pk, {})
+
+    def items(self) -> Iterator[tuple[TallyKey, int]]:
+        for pk, bucket in self._by_period.items():
+            for (unit, metric), n in bucket.items():
+                yield (unit, pk, metric), n
+
+    def as_dict(self) -> dict[TallyKey, int]:
+        return dict(self.items())
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._by_period.values())
+
+
+def merge(books: Iterable[TallyBook]) -> dict[TallyKey, int]:
+    total: dict[TallyKey, int] = defaultdict(int)
+    for book in books:
+        for key, n in book.items():
+            total[key] += n
+    return {k: v for k, v in total.items() if v}
+
+
+def current_periods(now: datetime) -> dict[str, str]:
+    """``{"month": "month:2026-03", "quarter": ..., "year": ...}`` in Vietnam time (the 766 reporting periods)."""
+    return {g: period_key(g, now) for g in GRANULARITIES}
+
+
+class _BoundedCounter:
+    """A counter keyed by one label whose distinct values are capped."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def inc(self, label: str | None, n: float = 1) -> None:
+        label = label or "unknown"
+        if label not in self.values and len(self.values) >= LABEL_CAP:
+            label = "other"
+        self.values[label] = self.values.get(label, 0) + n
+
+
+class PipelineHealth:
+    """Counters of what the worker did since it started (they reset on restart, as Prometheus expects)."""
+
+    def __init__(self) -> None:
+        self.processed = _BoundedCounter()
+        self.rejected = _BoundedCounter()
+        self.alerts = _BoundedCounter()
+        self.last_event = _BoundedCounter()  # holds the max event time per source, not a sum
+        self.duplicates = 0
+        self.late = 0
+        self.lag_seconds: float | None = None
+        self.collector_errors = 0
+
+    def record(self, *, source: str | None, event_time: datetime | None, now: datetime,
+               duplicate: bool, late: bool) -> None:
+        self.processed.inc(source)
+        self.duplicates += bool(duplicate)
+        self.late += bool(late)
+        if event_time is not None:
+            ts = event_time.timestamp()
+            label = source or "unknown"
+            if label not in self.last_event.values and len(self.last_event.values) >= LABEL_CAP:
+                label = "other"
+            if ts > self.last_event.values.get(label, float("-inf")):
+                self.last_event.values[label] = ts
+            self.lag_seconds = max(0.0, (now - event_time).total_seconds())
+
+    def reject(self, reason: str) -> None:
+        self.rejected.inc(reason)
+
+    def alert(self, kind: str | None) -> None:
+        self.alerts.inc(kind)
+
+
+class RuntimeView(Protocol):
+    """What the collector needs from the running worker (implemented by streams.app.Runtime)."""
+
+    processor: Any
+    clock: Any
+    health: PipelineHealth
+
+    def tally_books(self) -> list[TallyBook]: ...
+    def stats(self) -> Mapping[str, float]: ...
+
+
+UNIT_LABELS = ("unit", "province", "level")
+
+
+class TallyCollector:
+    """Builds every ``onestop_*`` family at scrape time from the owned partitions' tallies."""
+
+    def __init__(self, runtime: RuntimeView) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list[Metric]:
+        # Returning nothing keeps registration from calling collect() before the worker has any state.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self.runtime
+        now = rt.clock.now()
+        periods = current_periods(now)
+        yield from self._tally_families(rt, periods)
+        yield from self._health_families(rt, now, periods)
+
+    # -- figures ------------------------------------------------------------------------------------------------
+    def _group(self, books: list[TallyBook], pk: str) -> dict[str, dict[str, int]]:
+        units: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for book in books:
+            for (unit, metric), n in book.period(pk).items():
+                units[unit][metric] += n
+        return units
+
+    def _unit_labels(self, unit: str, cache: dict[str, list[str]]) -> list[str]:
+        labels = cache.get(unit)
+        if labels is None:
+            try:
+                info = self.runtime.processor.unit_info(unit) or {}
+            except Exception:  # an unknown unit must not break the whole scrape
+                self.runtime.health.collector_errors += 1
+                log.exception("unit_info failed for a unit; exporting it with empty province/level")
+                info = {}
+            labels = cache[unit] = [unit, str(info.get("province") or ""), str(info.get("level") or "")]
+        return labels
+
+    def _tally_families(self, rt: RuntimeView, periods: Mapping[str, str]) -> Iterator[Metric]:
+        books = rt.tally_books()
+        info: dict[str, list[str]] = {}
+        p_labels = [*UNIT_LABELS, "period"]
+        received = GaugeMetricFamily(
+            "onestop_dossiers_received", "Dossiers received in the current period, by channel.",
+            labels=[*p_labels, "channel"])
+        completed = GaugeMetricFamily(
+            "onestop_dossiers_completed", "Population dossiers that ended in the current period, by outcome.",
+            labels=[*p_labels, "outcome"])
+        open_in_period = GaugeMetricFamily(
+            "onestop_dossiers_open_in_period",
+            "Population dossiers of the current period still open, judged at min(period end, now).",
+            labels=[*p_labels, "state"])
+        open_now = GaugeMetricFamily(
+            "onestop_dossiers_open", "Dossiers open now, by deadline state.", labels=[*UNIT_LABELS, "state"])
+        plain = {
+            key: GaugeMetricFamily(f"onestop_dossiers_{key}", help_, labels=p_labels)
+            for key, help_ in PLAIN_KEYS.items()
+        }
+        renamed = {
+            key: GaugeMetricFamily(name, help_, labels=p_labels) for key, (name, help_) in RENAMED_KEYS.items()
+        }
+        numerator = GaugeMetricFamily(
+            "onestop_indicator_numerator", "Numerator of a 766 indicator for the unit and current period.",
+            labels=[*p_labels, "indicator"])
+        denominator = GaugeMetricFamily(
+            "onestop_indicator_denominator", "Denominator of a 766 indicator for the unit and current period.",
+            labels=[*p_labels, "indicator"])
+        other = GaugeMetricFamily(
+            "onestop_tally", "Tally keys this runtime has no dedicated family for yet (forward compatibility).",
+            labels=[*p_labels, "key"])
+
+        for granularity, pk in periods.items():
+            for unit, counts in sorted(self._group(books, pk).items()):
+                base = [*self._unit_labels(unit, info), granularity]
+                channels = {c: 0 for c in KNOWN_CHANNELS}
+                outcomes = {o: 0 for o in KNOWN_OUTCOMES}
+                opens = {s: 0 for s in KNOWN_OPEN}
+                plain_values = dict.fromkeys(PLAIN_KEYS, 0)
+                renamed_values = dict.fromkeys(RENAMED_KEYS, 0)
+                total_received = 0
+                for metric, n in counts.items():
+                    if metric == "received":
+                        total_received = n
+                    elif metric.startswith(CHANNEL_PREFIX):
+                        channels[metric[len(CHANNEL_PREFIX):]] = n
+                    elif metric.startswith(OUTCOME_PREFIX):
+                        outcomes[metric[len(OUTCOME_PREFIX):]] = n
+                    elif metric.startswith(OPEN_PREFIX):
+                        opens[metric[len(OPEN_PREFIX):]] = n
+                    elif metric in plain_values:
+                        plain_values[metric] = n
+                    elif metric in renamed_values:
+                        renamed_values[metric] = n
+                    else:
+                        other.add_metric([*base, metric], n)
+                # Keep sum(channel) == received even if a channel is missing from the breakdown.
+                unknown = total_received - sum(channels.values())
+                if unknown > 0:
+                    channels["unknown"] = unknown
+                for channel, n in channels.items():
+                    received.add_metric([*base, channel], n)
+                for outcome, n in outcomes.items():
+                    completed.add_metric([*base, outcome], n)
+                for state, n in opens.items():
+                    open_in_period.add_metric([*base, state], n)
+                for key, n in plain_values.items():
+                    plain[key].add_metric(base, n)
+                for key, n in renamed_values.items():
+                    renamed[key].add_metric(base, n)
+                for indicator, (num, den) in self._indicator_terms(counts).items():
+                    numerator.add_metric([*base, indicator], num)
+                    denominator.add_metric([*base, indicator], den)
+
+        for unit, counts in sorted(self._group(books, LIVE).items()):
+            base = self._unit_labels(unit, info)
+            opens = {s: 0 for s in KNOWN_OPEN}
+            for metric, n in counts.items():
+                if metric.startswith(OPEN_PREFIX):
+                    opens[metric[len(OPEN_PREFIX):]] = n
+                else:
+                    other.add_metric([*base, LIVE, metric], n)
+            for state, n in opens.items():
+                open_now.add_metric([*base, state], n)
+
+        yield from (received, completed, open_now, open_in_period, *plain.values(), *renamed.values(),
+                    numerator, denominator, other)
+
+    def _indicator_terms(self, counts: Mapping[str, int]) -> Mapping[str, tuple[float, float]]:
+        try:
+            return self.runtime.processor.indicator_terms(dict(counts)) or {}
+        except Exception:
+            self.runtime.health.collector_errors += 1
+            log.exception("indicator_terms failed; indicators left out of this scrape")
+            return {}
+
+    # -- pipeline health ----------------------------------------------------------------------------------------
+    def _health_families(self, rt: RuntimeView, now: datetime, periods: Mapping[str, str]) -> Iterator[Metric]:
+        h = rt.health
+        yield _labelled(CounterMetricFamily, "onestop_events_processed",
+                        "Events accepted and applied (duplicates and late arrivals included), by CloudEvents source.",
+                        "source", h.processed.values)
+        yield _labelled(CounterMetricFamily, "onestop_events_rejected",
+                        "Records sent to the dead-letter topic, by reason code.", "reason", h.rejected.values)
+        yield CounterMetricFamily("onestop_events_duplicate", "Events already applied (same source and id).",
+                                  value=h.duplicates)
+        yield CounterMetricFamily("onestop_events_late",
+                                  "Events that arrived after a later event of the same dossier.", value=h.late)
+        yield _labelled(CounterMetricFamily, "onestop_alerts_emitted",
+                        "Alerts written to the alerts topic, by kind.", "kind", h.alerts.values)
+        yield _labelled(GaugeMetricFamily, "onestop_last_event_timestamp_seconds",
+                        "Latest event time seen, by source (Unix seconds).", "source", h.last_event.values)
+        lag = GaugeMetricFamily("onestop_processing_lag_seconds",
+                                "Clock time minus event time of the most recently processed event.")
+        if h.lag_seconds is not None:
+            lag.add_metric([], h.lag_seconds)
+        yield lag
+        stats = rt.stats()
+        yield GaugeMetricFamily("onestop_worker_partitions_assigned",
+                                "Partitions of the events topic this worker owns.",
+                                value=stats.get("partitions", 0))
+        yield GaugeMetricFamily("onestop_worker_ready",
+                                "1 once owned partitions are recovered and their tallies rebuilt.",
+                                value=stats.get("ready", 0))
+        yield GaugeMetricFamily("onestop_dossiers_tracked", "Dossier states held in the owned partitions.",
+                                value=stats.get("dossiers", 0))
+        yield GaugeMetricFamily("onestop_deadline_checks_pending",
+                                "Dossiers waiting for a deadline re-evaluation in the owned partitions.",
+                                value=stats.get("pending_checks", 0))
+        yield GaugeMetricFamily("onestop_tally_rebuild_duration_seconds",
+                                "Wall time of the last rebuild of tallies from the dossier table.",
+                                value=stats.get("rebuild_seconds", 0))
+        yield GaugeMetricFamily("onestop_clock_timestamp_seconds", "The worker's notion of now (Unix seconds).",
+                                value=now.timestamp())
+        info = GaugeMetricFamily("onestop_period_info", "Which period key each period label means right now.",
+                                 labels=["period", "key"])
+        for granularity, pk in periods.items():
+            info.add_metric([granularity, pk], 1)
+        yield info
+        yield CounterMetricFamily("onestop_collector_errors",
+                                  "Processor calls that failed during scrapes (see the worker log).",
+                                  value=h.collector_errors)
+
+
+def _labelled(cls: type, name: str, help_: str, label: str, values: Mapping[str, float]) -> Metric:
+    family = cls(name, help_, labels=[label])
+    for value, n in sorted(values.items()):
+        family.add_metric([value], n)
+    return family
+
+
+def new_registry(runtime: RuntimeView, *, process_metrics: bool = True) -> CollectorRegistry:
+    """A registry of our own, so nothing registered globally by libraries leaks into /metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TallyCollector(runtime))
+    if process_metrics:
+        ProcessCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

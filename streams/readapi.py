@@ -1,0 +1,201 @@
+"""HTTP views on the Faust web server: /metrics, health, per-unit dossier lists, unit figures.
+
+Per-dossier detail (which dossier is late, by how much) has no place in metric labels; operators get it here,
+from the same table the tallies are derived from. Each worker answers for the partitions it owns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from aiohttp.web import Response
+from faust import web
+
+from .clock import parse_instant
+from .metrics import CONTENT_TYPE_LATEST, current_periods, render
+
+__all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
+
+log = logging.getLogger(__name__)
+
+#: The only fields a listed dossier exposes: what an officer needs to act, nothing about the applicant.
+ITEM_FIELDS = ("dossier_code", "procedure_code", "due_at", "overdue_working_hours", "state")
+OPEN_STATES = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
+DEFAULT_STATES = ("overdue", "due_soon")
+MAX_PAGE_SIZE = 1000
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_bytes(value: Any) -> bytes:
+    def default(v: Any) -> Any:
+        if isinstance(v, (datetime, date)):
+            return v.isoformat()
+        if isinstance(v, (set, frozenset, tuple)):
+            return list(v)
+        return str(v)
+
+    return json.dumps(value, default=default, ensure_ascii=False).encode()
+
+
+def _raw(body: bytes, content_type: str, status: int = 200) -> Response:
+    """aiohttp refuses a charset inside content_type=, so the full header goes in as a header."""
+    return Response(body=body, status=status, headers={"Content-Type": content_type})
+
+
+def _json_response(value: Any, status: int = 200) -> Response:
+    return _raw(_json_bytes(value), "application/json; charset=utf-8", status)
+
+
+def _sort_key(item: dict) -> tuple[float, str]:
+    due = item.get("due_at")
+    ts = math.inf
+    if isinstance(due, datetime):
+        ts = due.timestamp()
+    elif isinstance(due, str) and due:
+        try:
+            ts = parse_instant(due).timestamp()
+        except ValueError:
+            pass
+    return ts, str(item.get("dossier_code") or "")
+
+
+def parse_states(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return DEFAULT_STATES
+    states = tuple(s.strip() for s in raw.replace("|", ",").split(",") if s.strip())
+    unknown = [s for s in states if s not in OPEN_STATES]
+    if unknown or not states:
+        raise BadRequest(f"state must be among {', '.join(OPEN_STATES)} (comma-separated); got {raw!r}")
+    return states
+
+
+def parse_int(raw: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+async def unit_dossiers(runtime: Any, unit: str, states: tuple[str, ...]) -> list[dict]:
+    wanted = set(states)
+    views = await runtime.views(lambda v: v.get("unit_code") == unit and v.get("state") in wanted)
+    items = [{f: _plain(v.get(f)) for f in ITEM_FIELDS} for v in views]
+    items.sort(key=_sort_key)
+    return items
+
+
+def register(app: Any, runtime: Any, registry: Any) -> None:
+    """Attach every view to the app's web server (bound to loopback by the app's settings)."""
+    settings = runtime.settings
+
+    def error(view: web.View, status: int, message: str) -> Response:
+        return _json_response({"error": message}, status)
+
+    @app.page("/metrics")
+    async def metrics(self: web.View, request: web.Request) -> Response:
+        return _raw(render(registry), CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def healthz(self: web.View, request: web.Request) -> Response:
+        return _json_response({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(self: web.View, request: web.Request) -> Response:
+        body = {"ready": runtime.ready, "partitions": sorted(runtime.partitions)}
+        return _json_response(body, 200 if runtime.ready else 503)
+
+    @app.page("/api/units/{unit}/dossiers")
+    async def dossiers(self: web.View, request: web.Request, unit: str) -> Response:
+        q = request.query
+        try:
+            states = parse_states(q.get("state"))
+            page = parse_int(q.get("page"), "page", 1, 1, 10**6)
+            size = parse_int(q.get("page_size"), "page_size", 100, 1, MAX_PAGE_SIZE)
+        except BadRequest as exc:
+            return error(self, 400, str(exc))
+        items = await unit_dossiers(runtime, unit, states)
+        start = (page - 1) * size
+        body = {"unit": unit, "states": list(states), "items": items[start:start + size],
+                "page": page, "page_size": size, "total": len(items)}
+        return _json_response(body)
+
+    @app.page("/api/units/{unit}/dossiers.csv")
+    async def dossiers_csv(self: web.View, request: web.Request, unit: str) -> Response:
+        try:
+            states = parse_states(request.query.get("state"))
+        except BadRequest as exc:
+            return error(self, 400, str(exc))
+        items = await unit_dossiers(runtime, unit, states)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=ITEM_FIELDS, lineterminator="\r\n")
+        writer.writeheader()
+        for item in items:
+            writer.writerow({k: "" if item.get(k) is None else item[k] for k in ITEM_FIELDS})
+        # A BOM lets spreadsheet software open Vietnamese text correctly.
+        return _raw(("\ufeff" + out.getvalue()).encode("utf-8"), "text/csv; charset=utf-8")
+
+    @app.page("/figures")
+    async def figures(self: web.View, request: web.Request) -> Response:
+        now = runtime.now()
+        period = request.query.get("period") or current_periods(now)["month"]
+        try:
+            doc = runtime.processor.figures(runtime.all_tallies(), period, now)
+        except ValueError as exc:
+            return error(self, 400, str(exc))
+        return _json_response(doc)
+
+    if settings.test_mode:
+        _register_test_clock(app, runtime, error)
+
+
+def _register_test_clock(app: Any, runtime: Any, error: Any) -> None:
+    """POST /test/clock {"now": ISO} or {"advance_seconds": n}: move a fake clock, then apply the deadlines.
+
+    Answers only after every owned partition has been re-evaluated at the new time, so a test can assert right
+    after the call. Refused with a system clock: production time is not for tests to move.
+    """
+
+    @app.page("/test/clock")
+    class TestClock(web.View):
+        async def get(self, request: web.Request) -> Response:
+            return _json_response({"now": runtime.now()})
+
+        async def post(self, request: web.Request) -> Response:
+            clock = runtime.clock
+            if not hasattr(clock, "set"):
+                return error(self, 409, "the worker runs on the system clock")
+            try:
+                body = json.loads(await request.read() or b"{}")
+                if "now" in body:
+                    target = parse_instant(str(body["now"]))
+                elif "advance_seconds" in body:
+                    target = clock.now() + timedelta(seconds=float(body["advance_seconds"]))
+                else:
+                    raise ValueError('give "now" or "advance_seconds"')
+                clock.set(target)
+            except (ValueError, TypeError) as exc:
+                return error(self, 400, str(exc))
+            await runtime.tick()
+            return _json_response({"now": runtime.now()})

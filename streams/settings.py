@@ -1,0 +1,185 @@
+"""Worker settings: one dataclass fed by defaults, then ``ONESTOP_*`` environment variables, then CLI flags.
+
+Compose files and systemd units configure through the environment, developers and tests through flags; both
+must land in the same typed object so the rest of the runtime never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WorkerSettings", "add_arguments", "settings_from_args", "ENV_PREFIX"]
+
+ENV_PREFIX = "ONESTOP_"
+STORES = ("rocksdb", "memory")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker needs to know; topic names are given without the prefix."""
+
+    broker: str = "127.0.0.1:9092"
+    web_port: int = 6066
+    # Loopback by default: the read API and /metrics must never be exposed by accident. A container that is
+    # scraped from another host sets ONESTOP_WEB_BIND=0.0.0.0 knowingly.
+    web_bind: str = "127.0.0.1"
+    # The URL other workers and the group metadata know this worker by; derived from web_bind when empty.
+    web_host: str | None = None
+    data_dir: Path = Path(".onestop-data")
+    store: str = "rocksdb"
+    partitions: int = 4
+    reference_partitions: int = 1
+    replication_factor: int = 1
+    topic_prefix: str = ""
+    events_topic: str = "dossier-events"
+    dlq_topic: str = "dossier-events-dlq"
+    alerts_topic: str = "dossier-alerts"
+    units_topic: str = "unit-registry"
+    calendar_topic: str = "work-calendar"
+    app_id: str = "onestop-monitor"
+    session_timeout: float = 10.0
+    clock_interval: float = 1.0
+    # Deterministic time for tests and demos: an ISO-8601 instant (frozen clock) or a file holding one.
+    fake_now: str | None = None
+    clock_file: Path | None = None
+    # Enables POST /test/clock so a test process can move a frozen clock; refused unless the clock is fake.
+    test_mode: bool = False
+    # "module:attribute" of a processor factory; empty means streams.processor.default_processor.
+    processor: str | None = None
+    log_level: str = "info"
+    # Remove group members that advertise this worker's own URL before joining (see streams.worker).
+    evict_stale_members: bool = True
+    loop: str = "uvloop"
+
+    def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ValueError(f"store must be one of {STORES}, got {self.store!r}")
+        if self.partitions < 1 or self.reference_partitions < 1:
+            raise ValueError("partition counts must be >= 1")
+        if self.session_timeout <= 0 or self.clock_interval <= 0:
+            raise ValueError("session_timeout and clock_interval must be > 0")
+
+    # -- derived names -------------------------------------------------------------------------------------------
+    def topic(self, base: str) -> str:
+        return f"{self.topic_prefix}{base}"
+
+    @property
+    def events(self) -> str:
+        return self.topic(self.events_topic)
+
+    @property
+    def dlq(self) -> str:
+        return self.topic(self.dlq_topic)
+
+    @property
+    def alerts(self) -> str:
+        return self.topic(self.alerts_topic)
+
+    @property
+    def units(self) -> str:
+        return self.topic(self.units_topic)
+
+    @property
+    def calendar(self) -> str:
+        return self.topic(self.calendar_topic)
+
+    @property
+    def table_name(self) -> str:
+        return "dossiers"
+
+    @property
+    def changelog(self) -> str:
+        """Faust names changelogs ``{app_id}-{table}-changelog``; we pre-create it with the same partitions."""
+        return f"{self.app_id}-{self.table_name}-changelog"
+
+    @property
+    def store_url(self) -> str:
+        return "rocksdb://" if self.store == "rocksdb" else "memory://"
+
+    @property
+    def advertised_host(self) -> str:
+        if self.web_host:
+            return self.web_host
+        if self.web_bind in ("0.0.0.0", "::", ""):
+            return socket.gethostname()
+        return self.web_bind
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.advertised_host}:{self.web_port}"
+
+    def replace(self, **changes: Any) -> "WorkerSettings":
+        return dataclasses.replace(self, **changes)
+
+    # -- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "WorkerSettings":
+        """Defaults, then ``ONESTOP_<FIELD>`` variables, then explicit keyword overrides (``None`` = not given)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, raw)
+        # Short aliases documented for operators.
+        for alias, name in (("ONESTOP_BROKER", "broker"), ("ONESTOP_STORE", "store")):
+            if env.get(alias):
+                values[name] = _coerce(name, env[alias])
+        values.update({k: _coerce(k, v) for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELD_TYPES[name]
+    if not isinstance(value, str):
+        return Path(value) if kind is Path else value
+    if kind is bool:
+        return value.strip().lower() in _BOOL_TRUE
+    if kind is int:
+        return int(value)
+    if kind is float:
+        return float(value)
+    if kind is Path:
+        return Path(value)
+    return value
+
+
+def _field_type(f: dataclasses.Field[Any]) -> type:
+    text = str(f.type)
+    for kind, names in ((bool, ("bool",)), (int, ("int",)), (float, ("float",)), (Path, ("Path", "Path | None"))):
+        if text in names:
+            return kind
+    return str
+
+
+_FIELD_TYPES = {f.name: _field_type(f) for f in fields(WorkerSettings)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one ``--flag`` per setting, all defaulting to ``None`` so the environment still applies."""
+    for name, kind in _FIELD_TYPES.items():
+        if kind is bool:
+            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(_flag(name), dest=name, type=kind, default=None, metavar=name.upper())
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> WorkerSettings:
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__))
+    args = parser.parse_args(argv)
+    return WorkerSettings.from_env(env, **{k: v for k, v in vars(args).items()})

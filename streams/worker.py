@@ -1,0 +1,125 @@
+"""Run one worker: create the topics, build the app, serve until SIGTERM.
+
+``python -m streams.worker --broker 127.0.0.1:9092 --web-port 6066 --data-dir DIR`` works on its own (tests use
+it); the ``onestop worker`` command calls ``run_worker`` with the same settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .broker import GroupJanitor
+from .clock import Clock, clock_from_settings
+from .settings import WorkerSettings, settings_from_args
+from .topics import ensure_topics
+
+__all__ = ["run_worker", "load_processor", "main"]
+
+log = logging.getLogger(__name__)
+
+CLEAN_STOP_MARKER = "clean-stop"
+
+
+def load_processor(spec: str | None = None) -> Any:
+    """The processor named by ``module:attribute`` (a factory or an instance), else the product's default."""
+    if spec:
+        module_name, _, attr = spec.partition(":")
+        if not attr:
+            raise ValueError(f"processor spec {spec!r} must look like 'package.module:factory'")
+        target = getattr(importlib.import_module(module_name), attr)
+        return target if hasattr(target, "handle") and not isinstance(target, type) else target()
+    try:
+        from .processor import default_processor
+    except ImportError as exc:
+        raise RuntimeError(
+            "streams.processor is not available; pass --processor package.module:factory"
+        ) from exc
+    return default_processor()
+
+
+def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | None = None) -> None:
+    """Blocking. Exits through SystemExit like any Faust worker; SIGTERM and SIGINT stop it cleanly."""
+    import mode.loop
+
+    if settings.loop == "uvloop":
+        mode.loop.use("uvloop")
+    from .app import build_app
+
+    ensure_topics(settings.broker, settings)
+    janitor = None
+    if settings.evict_stale_members:
+        janitor = GroupJanitor(settings.broker, settings.app_id, settings.web_url)
+        try:
+            janitor.sweep(starting=True)
+        except Exception:  # best effort: never stop a worker from starting
+            log.exception("could not check the consumer group for stale members")
+    processor = processor if processor is not None else load_processor(settings.processor)
+    clock = clock if clock is not None else clock_from_settings(settings)
+    app = build_app(settings, processor, clock)
+    if janitor is not None:
+        _schedule_janitor(app, janitor)
+    marker = settings.data_dir / CLEAN_STOP_MARKER
+    discard_state_after_crash(Path(app.conf.tabledir), marker)
+    log.info("worker %s on %s, web %s, clock %r", settings.app_id, settings.broker, settings.web_url, clock)
+    worker = app.Worker(loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            marker.write_text("stopped cleanly; local table state matches the changelog\n", encoding="utf-8")
+        raise
+
+
+def _schedule_janitor(app: Any, janitor: GroupJanitor, interval: float = 5.0) -> None:
+    """Sweep the group now and then from a thread (kafka-python is blocking), passing our own member id."""
+    import asyncio
+
+    def my_member_id() -> str | None:
+        try:
+            return app.consumer._thread._consumer._coordinator.member_id or None
+        except AttributeError:
+            return None
+
+    @app.timer(interval=interval, name="onestop.group-janitor")
+    async def sweep_group() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, janitor.sweep, my_member_id)
+        except Exception as exc:
+            log.warning("group janitor failed: %r", exc)
+
+
+def discard_state_after_crash(tabledir: Path, marker: Path) -> bool:
+    """Delete local table files unless the previous run stopped cleanly; returns whether it did.
+
+    Faust writes a dossier to RocksDB at once but to the changelog through the producer buffer. After a crash
+    the local copy can hold states the changelog never got; the records behind them are re-delivered (their
+    offsets were not committed), look like duplicates, and are not written again, so the changelog would stay
+    behind for good and the next owner of the partition would recover stale dossiers. Rebuilding from the
+    changelog after a crash keeps local state and changelog identical (Kafka Streams does the same under EOS).
+    """
+    crashed = not marker.exists() and tabledir.is_dir() and any(tabledir.iterdir())
+    if crashed:
+        log.warning("previous run did not stop cleanly: discarding %s, tables are recovered from the changelog",
+                    tabledir)
+        shutil.rmtree(tabledir)
+    marker.unlink(missing_ok=True)
+    return crashed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = settings_from_args(argv)
+    level = {"warn": "WARNING"}.get(settings.log_level.lower(), settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # kafka-python logs every connection at INFO; the admin calls here (topics, janitor) would drown the log.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    run_worker(settings)
+
+
+if __name__ == "__main__":
+    main()

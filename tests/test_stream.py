@@ -1,0 +1,240 @@
+"""The worker on the real Kafka-protocol broker equals the batch oracle (`onestop score`) exactly.
+
+Each test starts real worker processes (``python -m streams.worker``) with the product's processor, a frozen or
+file-driven clock, and its own topics; events go through the public publisher client.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from models.calendar import WorkCalendar
+from models.dossier import Context
+from models.figures import replay, score_document
+from streams.publisher import DossierEventPublisher
+from streams.settings import WorkerSettings
+from streams.topics import ensure_topics
+from tests.builders import SAMPLE_AT, raw, received, sample_lines
+from tests.procs import WorkerProcess, wait_for
+
+pytestmark = pytest.mark.broker
+NOW = datetime.fromisoformat(SAMPLE_AT)
+PERIODS = ("month:2026-03", "month:2026-02", "quarter:2026-Q1", "year:2026")
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    ctx = Context(now=NOW, calendar=WorkCalendar.default())
+    rep = replay(list(enumerate(sample_lines(), 1)), ctx)
+    return {p: score_document(rep, p, ctx) for p in PERIODS}
+
+
+class Deployment:
+    """Topics, a clock file and worker processes of one test, all on loopback and all stopped at the end."""
+
+    def __init__(self, bootstrap, prefix, tmp_path, now=NOW):
+        self.bootstrap, self.prefix, self.tmp = bootstrap, prefix, tmp_path
+        self.clock = tmp_path / "clock"
+        self.clock.write_text(now.isoformat())
+        self.settings = WorkerSettings(broker=bootstrap, topic_prefix=prefix, app_id=prefix + "app", partitions=4)
+        ensure_topics(bootstrap, self.settings)
+        self.workers: list[WorkerProcess] = []
+        self.publisher = DossierEventPublisher(bootstrap, self.settings.events, dlq_topic=self.settings.dlq)
+
+    def worker(self, name="w1", port=None) -> WorkerProcess:
+        w = WorkerProcess(bootstrap=self.bootstrap, data_dir=self.tmp / name, log_path=self.tmp / f"{name}.log",
+                          web_port=port, env={"ONESTOP_TOPIC_PREFIX": self.prefix, "ONESTOP_APP_ID": self.prefix + "app",
+                                              "ONESTOP_PARTITIONS": "4", "ONESTOP_CLOCK_FILE": str(self.clock),
+                                              "ONESTOP_CLOCK_INTERVAL": "0.5", "ONESTOP_LOG_LEVEL": "warn"})
+        self.workers.append(w)
+        w.start()
+        w.wait_ready(timeout=90)
+        return w
+
+    def publish(self, lines):
+        for line in lines:
+            self.publisher.publish_raw(line, _subject(line) or b"unreadable")
+        self.publisher.flush()
+
+    def close(self):
+        self.publisher.close()
+        for w in self.workers:
+            w.stop()
+
+
+def _subject(line: bytes) -> bytes | None:
+    try:
+        return json.loads(line)["subject"].encode()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap, topic_prefix, tmp_path, request):
+    d = Deployment(kafka_bootstrap, topic_prefix, tmp_path)
+    yield d
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        for w in d.workers:
+            print(f"--- {w.log_path.name}\n{w.log_tail()}")
+    d.close()
+
+
+def figures_match(worker, oracle, periods=PERIODS):
+    """Falsy until every unit and province of every period equals the oracle; then True."""
+    for p in periods:
+        got = worker.get_json(f"/figures?period={p}")
+        if got["units"] != oracle[p]["units"] or got["provinces"] != oracle[p]["provinces"]:
+            return False
+    return True
+
+
+def wait_equal(worker, oracle, timeout=120):
+    try:
+        wait_for(lambda: figures_match(worker, oracle), timeout=timeout, interval=1.0, what="figures equal to the oracle")
+    except TimeoutError:
+        got = worker.get_json("/figures?period=month:2026-03")
+        want = oracle["month:2026-03"]
+        diff = {u: (got["units"].get(u, {}).get("counts"), want["units"][u]["counts"])
+                for u in want["units"] if got["units"].get(u, {}).get("counts") != want["units"][u]["counts"]}
+        raise AssertionError(f"figures differ from the oracle; first units: {dict(list(diff.items())[:3])}")
+
+
+def test_published_sample_gives_exactly_the_oracle_figures(deployment, oracle):
+    w = deployment.worker()
+    deployment.publish(sample_lines())
+    wait_equal(w, oracle)
+    overdue_units = [u for u, b in oracle["month:2026-03"]["units"].items() if b["counts"]["open_overdue"]]
+    if overdue_units:
+        unit = overdue_units[0]
+        listing = w.get_json(f"/api/units/{unit}/dossiers?state=overdue")
+        assert listing["total"] == oracle["month:2026-03"]["units"][unit]["counts"]["open_overdue"]
+        assert all(i["overdue_working_hours"] > 0 for i in listing["items"])
+        status, csv_body = w.get(f"/api/units/{unit}/dossiers.csv?state=overdue")
+        assert status == 200 and csv_body.decode("utf-8-sig").count("\r\n") == listing["total"] + 1
+
+
+def test_duplicates_and_reordering_leave_the_figures_unchanged(deployment, oracle):
+    lines = sample_lines()
+    rng = random.Random(11)
+    by_dossier = defaultdict(list)
+    for line in lines:
+        by_dossier[_subject(line)].append(line)
+    noisy = []
+    for events in by_dossier.values():  # every dossier's events reversed, 10 % of lines sent twice
+        events = events[::-1]
+        noisy.extend(events + [e for e in events if rng.random() < 0.1])
+    w = deployment.worker()
+    deployment.publish(noisy)
+    wait_equal(w, oracle)
+    metrics = w.metrics_text()
+    dup = sum(s.value for f in text_string_to_metric_families(metrics) for s in f.samples
+              if s.name == "onestop_events_duplicate_total")
+    assert dup == len(noisy) - len(lines)
+
+
+def test_kill_9_mid_stream_and_restart_counts_nothing_twice(deployment, oracle):
+    lines = sample_lines()
+    w = deployment.worker(port=None)
+    port = w.web_port
+    deployment.publish(lines[: len(lines) // 2])
+    wait_for(lambda: w.get_json("/figures?period=year:2026")["units"], timeout=60, what="first figures")
+    w.kill9()
+    deployment.publish(lines[len(lines) // 2:])
+    w2 = deployment.worker(name="w1", port=port)  # same data dir and address, as a supervisor would restart it
+    wait_equal(w2, oracle)
+
+
+def _indicator_terms(metrics_texts, period="month"):
+    total = defaultdict(float)
+    for text in metrics_texts:
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name in ("onestop_indicator_numerator", "onestop_indicator_denominator") and s.labels.get("period") == period:
+                    total[(s.name, s.labels["unit"], s.labels["indicator"])] += s.value
+    return {k: v for k, v in total.items() if v}
+
+
+def test_a_second_worker_joins_and_the_sum_of_both_equals_the_oracle(deployment, oracle):
+    w1 = deployment.worker("w1")
+    deployment.publish(sample_lines())
+    wait_equal(w1, oracle)
+    w2 = deployment.worker("w2")
+
+    def split_and_complete():
+        p1, p2 = w1.get_json("/ready")["partitions"], w2.get_json("/ready")["partitions"]
+        if not p1 or not p2:
+            return False
+        terms = _indicator_terms([w1.metrics_text(), w2.metrics_text()])
+        return {k: v for k, v in terms.items() if (k[1], k[2]) not in not_applicable}
+
+    want, not_applicable = {}, set()
+    for unit, block in oracle["month:2026-03"]["units"].items():
+        for iid, ind in block["indicators"].items():
+            if not ind["applicable"]:
+                not_applicable.add((unit, iid))  # e.g. 4.6 for a commune: exposed raw, scored by no one
+            elif ind["computable"] and ind["denominator"] is not None:
+                for name, v in (("onestop_indicator_numerator", ind["numerator"]), ("onestop_indicator_denominator", ind["denominator"])):
+                    if v:
+                        want[(name, unit, iid)] = float(v)
+    got = wait_for(lambda: (t := split_and_complete()) and t == want and t, timeout=120, interval=1.0,
+                   what="both workers' metrics summing to the oracle")
+    assert got == want
+
+
+def test_a_deadline_passing_with_no_event_shows_overdue_and_raises_the_alert(deployment):
+    code, unit = "T01.S09-20260310-00001", "T01.S09"
+    deployment.clock.write_text("2026-03-10T09:00:00+07:00")
+    w = deployment.worker()
+    deployment.publish([raw("received", "2026-03-10 08:30", received("2026-03-10 08:30", due="2026-03-10 10:30", unit=unit),
+                            code=code)])
+
+    def open_state(state):
+        for fam in text_string_to_metric_families(w.metrics_text()):
+            for s in fam.samples:
+                if s.name == "onestop_dossiers_open" and s.labels.get("unit") == unit and s.labels.get("state") == state:
+                    return s.value
+        return 0
+
+    wait_for(lambda: open_state("due_soon") == 1, timeout=60, what="dossier due soon")
+    deployment.clock.write_text("2026-03-10T10:31:00+07:00")
+    wait_for(lambda: open_state("overdue") == 1, timeout=30, what="dossier overdue without any new event")
+    consumer = KafkaConsumer(deployment.settings.alerts, bootstrap_servers=deployment.bootstrap, group_id=None,
+                             auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    kinds = set()
+    deadline = time.monotonic() + 30
+    while "overdue" not in kinds and time.monotonic() < deadline:
+        kinds |= {json.loads(m.value)["kind"] for m in consumer if json.loads(m.value)["dossier_code"] == code}
+    consumer.close()
+    assert {"due_soon", "overdue", "apology_missing"} <= kinds
+    listing = w.get_json(f"/api/units/{unit}/dossiers?state=overdue")
+    assert [i["dossier_code"] for i in listing["items"]] == [code]
+
+
+def test_malformed_records_go_to_the_dead_letter_topic_and_processing_goes_on(deployment):
+    w = deployment.worker()
+    good = sample_lines()[:50]
+    bad = [b"{not json", raw("received", "2026-01-06 08:00", {"channel": "fax"}, code="BAD-1"),
+           raw("nonsense", "2026-01-06 08:00", {}, code="BAD-2").replace(b"dossier.nonsense", b"dossier.nope")]
+    deployment.publish(bad[:1] + good[:25] + bad[1:] + good[25:])
+    consumer = KafkaConsumer(deployment.settings.dlq, bootstrap_servers=deployment.bootstrap, group_id=None,
+                             auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 3 and time.monotonic() < deadline:
+        seen += [(dict(m.headers)["x-reason"].decode(), m.value) for m in consumer]
+    consumer.close()
+    assert sorted(r for r, _ in seen) == ["bad_json", "schema", "unknown_type"]
+    assert {v for _, v in seen} == set(bad)
+    ctx = Context(now=NOW, calendar=WorkCalendar.default())
+    want = score_document(replay(list(enumerate(good, 1)), ctx), "year:2026", ctx)
+    wait_for(lambda: w.get_json("/figures?period=year:2026")["units"] == want["units"], timeout=60,
+             what="valid events around the bad ones counted")

@@ -1,0 +1,388 @@
+"""The stream runtime wired end to end against the real broker, with a tiny test double as processor.
+
+``CountingProcessor`` below is NOT the product's processor: it exists only to check the runtime's wiring
+(table, tallies, DLQ, alerts, deadline clock, metrics, read API, restart) with figures a test can predict.
+The worker subprocess imports it by name (``ONESTOP_PROCESSOR=tests.test_worker_smoke:CountingProcessor``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.procs import WorkerProcess, listening_addresses, wait_for
+from streams.settings import WorkerSettings
+
+pytestmark = pytest.mark.broker
+
+SOURCE = "test-src"
+NOW = "2026-03-10T09:00:00+07:00"
+GRANULARITIES = ("month", "quarter", "year")
+
+
+# -- the test double -----------------------------------------------------------------------------------------------
+class Outcome(NamedTuple):
+    state: bytes | None = None
+    dead_letter: tuple[str, str] | None = None
+    tally_delta: dict = {}
+    alerts: list = []
+    duplicate: bool = False
+    late_arrival: bool = False
+    event_time: datetime | None = None
+    source: str | None = None
+    next_check_at: datetime | None = None
+    dossier_code: str | None = None
+
+
+def _period(g: str, t: datetime) -> str:
+    from models.tally import period_key
+
+    return period_key(g, t)
+
+
+class CountingProcessor:
+    """Test double: a dossier is {code, unit, first, due, ids}; it counts distinct events per unit."""
+
+    def handle(self, value: bytes, stored: bytes | None, now: datetime) -> Outcome:
+        try:
+            doc = json.loads(value)
+        except ValueError as exc:
+            return Outcome(dead_letter=("bad_json", f"not JSON: {exc.msg}"))
+        if not isinstance(doc, dict) or not {"id", "code", "unit", "time"} <= doc.keys():
+            return Outcome(dead_letter=("schema", "needs id, code, unit and time"))
+        old = json.loads(stored) if stored else None
+        t = datetime.fromisoformat(doc["time"])
+        if old is not None and doc["id"] in old["ids"]:
+            return Outcome(duplicate=True, event_time=t, source=SOURCE, dossier_code=doc["code"])
+        new = dict(old or {"code": doc["code"], "unit": doc["unit"], "first": doc["time"], "ids": []})
+        new["ids"] = [*new["ids"], doc["id"]]
+        if doc.get("due"):
+            new["due"] = doc["due"]
+        delta = Counter(self.contribution(json.dumps(new).encode(), now))
+        if old is not None:
+            delta.subtract(self.contribution(stored, now))
+        return Outcome(state=json.dumps(new).encode(), tally_delta=dict(delta), event_time=t, source=SOURCE,
+                       next_check_at=self.next_check_at(json.dumps(new).encode(), now), dossier_code=doc["code"])
+
+    def reevaluate(self, stored: bytes, prev_now: datetime, now: datetime) -> Outcome:
+        s = json.loads(stored)
+        delta = Counter(self.contribution(stored, now))
+        delta.subtract(self.contribution(stored, prev_now))
+        due = datetime.fromisoformat(s["due"]) if s.get("due") else None
+        alerts = []
+        if due is not None and prev_now < due <= now:
+            alerts.append({"alert_id": f"{s['code']}:overdue", "kind": "overdue", "unit_code": s["unit"],
+                           "dossier_code": s["code"], "due_at": due})
+        return Outcome(tally_delta=dict(delta), alerts=alerts, next_check_at=self.next_check_at(stored, now),
+                       dossier_code=s["code"])
+
+    def contribution(self, stored: bytes, now: datetime) -> dict:
+        s = json.loads(stored)
+        unit, first = s["unit"], datetime.fromisoformat(s["first"])
+        out = {}
+        for g in GRANULARITIES:
+            pk = _period(g, first)
+            out[(unit, pk, "received")] = 1
+            out[(unit, pk, "received_online")] = 1
+            out[(unit, pk, "rated")] = len(s["ids"])
+        due = datetime.fromisoformat(s["due"]) if s.get("due") else None
+        out[(unit, "live", "open_overdue" if due is not None and now >= due else "open_within")] = 1
+        return out
+
+    def next_check_at(self, stored: bytes, now: datetime) -> datetime | None:
+        due = json.loads(stored).get("due")
+        return datetime.fromisoformat(due) if due and datetime.fromisoformat(due) > now else None
+
+    def dossier_view(self, stored: bytes, now: datetime) -> dict:
+        s = json.loads(stored)
+        due = datetime.fromisoformat(s["due"]) if s.get("due") else None
+        overdue = due is not None and now >= due
+        return {"dossier_code": s["code"], "unit_code": s["unit"], "procedure_code": "P-TEST",
+                "due_at": due, "state": "overdue" if overdue else "within", "applicant": "never exposed",
+                "overdue_working_hours": round((now - due).total_seconds() / 3600, 2) if overdue else 0.0}
+
+    def indicator_terms(self, tallies: dict[str, int]) -> dict:
+        return {"t.events_per_dossier": (tallies.get("rated", 0), tallies.get("received", 0))}
+
+    def unit_info(self, unit_code: str) -> dict:
+        return {"province": "P01" if unit_code.startswith("U") else "P99", "level": "commune"}
+
+    def figures(self, tallies: dict, period: str, now: datetime) -> dict:
+        if ":" not in period:
+            raise ValueError("period must look like month:YYYY-MM")
+        units: dict[str, dict[str, int]] = {}
+        for (unit, pk, metric), n in tallies.items():
+            if pk == period:
+                units.setdefault(unit, {})[metric] = n
+        return {"period": period, "units": units}
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+def event(code: str, unit: str, i: int, *, due: str | None = None, day: int = 2) -> bytes:
+    doc = {"id": f"{code}-e{i}", "code": code, "unit": unit, "time": f"2026-03-0{day}T10:0{i}:00+07:00"}
+    if due:
+        doc["due"] = due
+    return json.dumps(doc).encode()
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, int | None]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        for key, value, partition in records:
+            producer.send(topic, key=key, value=value, partition=partition)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=500)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        out: list = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(metrics: dict, name: str, **labels: str) -> float | None:
+    return metrics.get((name, tuple(sorted(labels.items()))))
+
+
+def tally_part(metrics: dict, skip_unit: str | None = None) -> dict:
+    """The figures derived from the table (not the per-process counters), optionally without one unit."""
+    return {k: v for k, v in metrics.items()
+            if k[0].startswith(("onestop_dossiers_", "onestop_indicator_"))
+            and k[0] != "onestop_dossiers_tracked"
+            and (skip_unit is None or ("unit", skip_unit) not in k[1])}
+
+
+@pytest.fixture
+def worker_factory(kafka_bootstrap: str, topic_prefix: str, tmp_path, request: pytest.FixtureRequest):
+    started: list[WorkerProcess] = []
+    settings = WorkerSettings(broker=kafka_bootstrap, topic_prefix=topic_prefix, app_id=f"{topic_prefix}app")
+
+    def make(name: str = "w1", *, store: str = "rocksdb", port: int | None = None, **env: str) -> WorkerProcess:
+        w = WorkerProcess(
+            bootstrap=kafka_bootstrap, data_dir=tmp_path / name, log_path=tmp_path / f"{name}.log", web_port=port,
+            env={"ONESTOP_TOPIC_PREFIX": topic_prefix, "ONESTOP_APP_ID": settings.app_id, "ONESTOP_STORE": store,
+                 "ONESTOP_PROCESSOR": "tests.test_worker_smoke:CountingProcessor", "ONESTOP_FAKE_NOW": NOW,
+                 "ONESTOP_TEST_MODE": "1", "ONESTOP_LOG_LEVEL": "info", **env},
+        )
+        started.append(w)
+        return w.start()
+
+    make.settings = settings
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for w in started:
+        w.stop()
+        if failed:
+            print(f"\n----- log of worker on port {w.web_port} ({w.log_path}) -----\n{w.log_tail(120)}")
+
+
+# -- tests ---------------------------------------------------------------------------------------------------------
+def test_metrics_dlq_alerts_clock_and_read_api(kafka_bootstrap: str, worker_factory) -> None:
+    settings: WorkerSettings = worker_factory.settings
+    w = worker_factory("w1")
+    w.wait_ready(timeout=60)
+
+    due_soon = "2026-03-11T09:00:00+07:00"
+    records: list[tuple[bytes | None, bytes, int | None]] = []
+    for n in range(12):
+        code, unit = f"D{n:02d}", "U1" if n < 6 else "U2"
+        for i in range(3):
+            records.append((code.encode(), event(code, unit, i, due=due_soon if n < 3 and i == 0 else None), None))
+        if n == 4:  # malformed records in the middle of the stream: processing must go on after them
+            records += [(b"D01", b"{not json", None), (b"D02", b"\x00\x01", None), (b"D03", b"[", None),
+                        (None, event("D99", "U1", 0), 0), (b"\xff\xfe", event("D98", "U1", 0), None)]
+    records += [(b"D00", event("D00", "U1", 0, due=due_soon), None), (b"D07", event("D07", "U2", 1), None)]
+    produce(kafka_bootstrap, settings.events, records)
+
+    def settled():
+        m = samples(w.metrics_text())
+        return m if value(m, "onestop_events_processed_total", source=SOURCE) == 38 else None
+
+    m = wait_for(settled, timeout=30, what="38 processed events")
+    assert value(m, "onestop_events_duplicate_total") == 2
+    assert value(m, "onestop_events_rejected_total", reason="bad_json") == 3
+    assert value(m, "onestop_events_rejected_total", reason="missing_key") == 2
+    assert value(m, "onestop_worker_partitions_assigned") == 4
+    assert value(m, "onestop_dossiers_tracked") == 12
+    assert value(m, "onestop_deadline_checks_pending") == 3
+    unit1 = {"unit": "U1", "province": "P01", "level": "commune"}
+    for g in GRANULARITIES:
+        assert value(m, "onestop_dossiers_received", **unit1, period=g, channel="online") == 6
+        assert value(m, "onestop_dossiers_received", **unit1, period=g, channel="direct") == 0
+        assert value(m, "onestop_dossiers_rated", **unit1, period=g) == 18
+        assert value(m, "onestop_indicator_numerator", **unit1, period=g, indicator="t.events_per_dossier") == 18
+        assert value(m, "onestop_indicator_denominator", **unit1, period=g, indicator="t.events_per_dossier") == 6
+    assert value(m, "onestop_dossiers_open", **unit1, state="within") == 6
+    assert value(m, "onestop_dossiers_open", **unit1, state="overdue") == 0
+    assert value(m, "onestop_period_info", period="month", key="month:2026-03") == 1
+    assert value(m, "onestop_last_event_timestamp_seconds", source=SOURCE) == datetime.fromisoformat(
+        "2026-03-02T10:02:00+07:00").timestamp()
+
+    # Dead letters keep the original bytes and say why and where from.
+    dlq = consume_all(kafka_bootstrap, settings.dlq, expected=5)
+    assert len(dlq) == 5
+    reasons = Counter(dict(r.headers)["x-reason"].decode() for r in dlq)
+    assert reasons == {"bad_json": 3, "missing_key": 2}
+    for r in dlq:
+        h = dict(r.headers)
+        assert h["x-source-topic"].decode() == settings.events
+        assert int(h["x-source-partition"]) in range(4) and int(h["x-source-offset"]) >= 0
+        assert h["x-error"]
+    assert {r.value for r in dlq} >= {b"{not json", b"\x00\x01", b"["}
+
+    # The deadline clock: three dossiers fall due when the test moves the worker's time.
+    assert w.post_json("/test/clock", {"now": "2026-03-11T10:00:00+07:00"})["now"].startswith("2026-03-11T10:00")
+    m = samples(w.metrics_text())
+    assert value(m, "onestop_dossiers_open", **unit1, state="overdue") == 3
+    assert value(m, "onestop_dossiers_open", **unit1, state="within") == 3
+    assert value(m, "onestop_alerts_emitted_total", kind="overdue") == 3
+    alerts = consume_all(kafka_bootstrap, settings.alerts, expected=3)
+    assert sorted(a.key for a in alerts) == [b"D00:overdue", b"D01:overdue", b"D02:overdue"]
+    assert json.loads(alerts[0].value)["due_at"] == "2026-03-11T09:00:00+07:00"
+
+    # Read API: only the listed fields, sorted by deadline, paginated; CSV and figures too.
+    page = w.get_json("/api/units/U1/dossiers?state=overdue&page=1&page_size=2")
+    assert page["total"] == 3 and page["page"] == 1 and len(page["items"]) == 2
+    assert set(page["items"][0]) == {"dossier_code", "procedure_code", "due_at", "overdue_working_hours", "state"}
+    assert page["items"][0]["overdue_working_hours"] == 1.0
+    assert w.get_json("/api/units/U1/dossiers?state=overdue&page=2&page_size=2")["items"][0]["dossier_code"] == "D02"
+    status, body = w.get("/api/units/U1/dossiers.csv?state=overdue")
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    assert status == 200 and [r["dossier_code"] for r in rows] == ["D00", "D01", "D02"]
+    assert w.get("/api/units/U1/dossiers?state=nonsense")[0] == 400
+    figures = w.get_json("/figures?period=month:2026-03")
+    assert figures["units"]["U1"]["rated"] == 18
+    assert w.get("/figures?period=bogus")[0] == 400
+    assert w.get("/healthz")[0] == 200
+
+    # Loopback only: every listening socket of the worker is on 127.0.0.1.
+    addresses = listening_addresses(w.pid)
+    assert ("127.0.0.1", w.web_port) in addresses
+    assert all(ip == "127.0.0.1" for ip, _ in addresses), addresses
+
+
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+def test_kill9_mid_stream_then_restart_gives_exact_tallies(kafka_bootstrap: str, worker_factory, store) -> None:
+    settings: WorkerSettings = worker_factory.settings
+    w = worker_factory("w1", store=store)
+    w.wait_ready(timeout=60)
+
+    units = ["U1", "U2", "U3", "U4"]
+    records = []
+    for i in range(6):  # event i of every dossier, then the next round: each dossier changes many times
+        for n in range(60):
+            code = f"K{n:03d}"
+            records.append((code.encode(), event(code, units[n % 4], i), None))
+    records += records[:40]  # redelivered duplicates
+    produce(kafka_bootstrap, settings.events, records)
+
+    def processed() -> float:
+        return value(samples(w.metrics_text()), "onestop_events_processed_total", source=SOURCE) or 0
+
+    wait_for(lambda: processed() >= 60, timeout=30, interval=0.05, what="some processing")
+    w.kill9()
+
+    w2 = worker_factory("w1", store=store, port=w.web_port)  # same data dir, same URL: a restarted process
+    w2.wait_ready(timeout=60)
+    # One sentinel per partition: once each is counted, everything before it in its partition was processed.
+    produce(kafka_bootstrap, settings.events,
+            [(f"S{p}".encode(), event(f"S{p}", "S", 0), p) for p in range(settings.partitions)])
+
+    def caught_up():
+        m = samples(w2.metrics_text())
+        return m if value(m, "onestop_dossiers_open", unit="S", province="P99", level="commune",
+                          state="within") == settings.partitions else None
+
+    m = wait_for(caught_up, timeout=30, what="sentinels processed")
+    for unit in units:
+        labels = {"unit": unit, "province": "P01", "level": "commune"}
+        for g in GRANULARITIES:
+            assert value(m, "onestop_dossiers_received", **labels, period=g, channel="online") == 15
+            assert value(m, "onestop_dossiers_rated", **labels, period=g) == 90  # 15 dossiers x 6 distinct events
+        assert value(m, "onestop_dossiers_open", **labels, state="within") == 15
+    assert value(m, "onestop_dossiers_tracked") == 60 + settings.partitions
+    before = tally_part(m)
+
+    # A clean restart rebuilds the very same figures from the table alone.
+    w2.stop()
+    w3 = worker_factory("w1", store=store, port=w.web_port)
+    w3.wait_ready(timeout=60)
+    assert tally_part(samples(w3.metrics_text())) == before
+
+
+def test_second_worker_joining_and_leaving_never_double_counts(kafka_bootstrap: str, worker_factory) -> None:
+    settings: WorkerSettings = worker_factory.settings
+    a = worker_factory("a", store="memory")
+    a.wait_ready(timeout=60)
+    units = ["U1", "U2"]
+    first = [(f"R{n:02d}".encode(), event(f"R{n:02d}", units[n % 2], i), None) for i in range(3) for n in range(40)]
+    produce(kafka_bootstrap, settings.events, first)
+    wait_for(lambda: value(samples(a.metrics_text()), "onestop_events_processed_total", source=SOURCE) == 120,
+             timeout=30, what="first batch on worker a")
+
+    b = worker_factory("b", store="memory")
+    b.wait_ready(timeout=60)
+
+    def split():
+        owned = [value(samples(w.metrics_text()), "onestop_worker_partitions_assigned") for w in (a, b)]
+        ready = [value(samples(w.metrics_text()), "onestop_worker_ready") for w in (a, b)]
+        return owned if sorted(owned) == [2, 2] and ready == [1, 1] else None
+
+    wait_for(split, timeout=45, interval=0.5, what="partitions split between the two workers")
+    second = [(f"R{n:02d}".encode(), event(f"R{n:02d}", units[n % 2], 3), None) for n in range(40)]
+    sentinels = [(f"S{p}".encode(), event(f"S{p}", "S", 0), p) for p in range(settings.partitions)]
+    produce(kafka_bootstrap, settings.events, second + sentinels)
+
+    def summed():
+        ms = [samples(w.metrics_text()) for w in (a, b)]
+        total: Counter = Counter()
+        for m in ms:
+            total.update({k: v for k, v in tally_part(m).items()})
+        open_s = total[("onestop_dossiers_open", (("level", "commune"), ("province", "P99"), ("state", "within"),
+                                                  ("unit", "S")))]
+        return total if open_s == settings.partitions else None
+
+    total = wait_for(summed, timeout=30, what="sentinels processed on both workers")
+    for unit in units:
+        key = ("onestop_dossiers_rated", (("level", "commune"), ("period", "month"), ("province", "P01"),
+                                          ("unit", unit)))
+        assert total[key] == 80  # 20 dossiers x 4 distinct events, wherever they live
+        key = ("onestop_dossiers_received", (("channel", "online"), ("level", "commune"), ("period", "month"),
+                                             ("province", "P01"), ("unit", unit)))
+        assert total[key] == 20
+
+    b.stop()  # a takes every partition back and rebuilds what b held from the changelog
+    wait_for(lambda: value(samples(a.metrics_text()), "onestop_worker_partitions_assigned") == 4
+             and value(samples(a.metrics_text()), "onestop_worker_ready") == 1, timeout=45, interval=0.5,
+             what="worker a owning all partitions again")
+    alone = tally_part(samples(a.metrics_text()))
+    assert alone == {k: v for k, v in total.items() if k in alone}
+    assert all(alone.get(k, 0) == v for k, v in total.items())
