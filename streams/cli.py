@@ -129,6 +129,57 @@ def simulate(
 
 
 @app.command()
+def replay(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines (or .csv) event history."),
+    broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER", help="Kafka bootstrap HOST:PORT."),
+    topic: str = typer.Option("dossier-events", help="Events topic."),
+    dlq_topic: str = typer.Option("dossier-events-dlq", help="Where lines that cannot be published go, with the reason."),
+    resume: bool = typer.Option(False, help="Skip what an earlier run of the same file already sent."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+):
+    """Publish an event history in event-time order (backfill), with progress, rate and ETA; resumable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from streams.publisher import DossierEventPublisher
+    from streams.replay import replay_file
+
+    with DossierEventPublisher(broker, topic, dlq_topic=dlq_topic) as pub:
+        if quiet:
+            stats = replay_file(file, pub, resume=resume)
+        else:
+            columns = [TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]:>8.0f} ev/s"), TimeRemainingColumn()]
+            with Progress(*columns, transient=False) as bar:
+                task = bar.add_task("replay", total=None, rate=0.0)
+
+                def tick(done: int, total: int) -> None:
+                    if done % 500 == 0 or done == total:
+                        elapsed = bar.tasks[task].elapsed or 1e-9
+                        bar.update(task, completed=done, total=total, rate=done / elapsed)
+
+                stats = replay_file(file, pub, resume=resume, progress=tick)
+    for n, reason, message in stats.invalid[:50]:
+        typer.echo(f"{file}:{n}: {reason}: {message}", err=True)
+    typer.echo(f"{stats.sent} events published, {stats.skipped} skipped (already sent), "
+               f"{len(stats.invalid)} invalid (sent to {dlq_topic})", err=True)
+    raise typer.Exit(1 if stats.invalid else 0)
+
+
+@app.command()
+def topics(
+    broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER", help="Kafka bootstrap HOST:PORT."),
+    partitions: Optional[int] = typer.Option(None, help="Partitions of the events topic and its changelog (env ONESTOP_PARTITIONS)."),
+):
+    """Create the topics with their partition counts and configs (idempotent; checks existing ones)."""
+    from streams.settings import WorkerSettings
+    from streams.topics import ensure_topics
+
+    settings = WorkerSettings.from_env(broker=broker, partitions=partitions)
+    for name, what in ensure_topics(broker, settings).items():
+        typer.echo(f"{name}: {what}")
+
+
+@app.command()
 def worker(
     broker: Optional[str] = typer.Option(None, help="Kafka bootstrap HOST:PORT (env ONESTOP_BROKER)."),
     web_port: Optional[int] = typer.Option(None, help="Loopback port for /metrics and the read API (env ONESTOP_WEB_PORT)."),
@@ -139,6 +190,33 @@ def worker(
     from streams.worker import run_worker
 
     run_worker(WorkerSettings.from_env(broker=broker, web_port=web_port, data_dir=data_dir))
+
+
+@app.command()
+def demo(
+    duration: Optional[float] = typer.Option(None, help="Stop by itself after this many seconds (default: until Ctrl-C)."),
+    speed: float = typer.Option(60.0, help="Simulated seconds per real second."),
+    history_days: int = typer.Option(24, help="Days of recent history loaded first."),
+    dossiers_per_day: float = typer.Option(300.0, help="Dossiers received per working day in the province."),
+    agencies: int = typer.Option(20),
+    communes: int = typer.Option(100),
+    web_port: Optional[int] = typer.Option(None, help="Loopback port of the worker's /metrics and read API (default: a free one)."),
+    live: bool = typer.Option(True, help="Live terminal view (--no-live prints one line per second)."),
+    prometheus: bool = typer.Option(True, help="Also run Prometheus and Alertmanager when installed."),
+    data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its broker, worker and logs."),
+):
+    """Run everything on this machine: embedded broker, worker, simulated province, live view."""
+    from streams.demo import DemoOptions, run_demo
+
+    raise typer.Exit(run_demo(DemoOptions(base_dir=data_dir, duration=duration, speed=speed, history_days=history_days,
+                                          dossiers_per_day=dossiers_per_day, agencies=agencies, communes=communes,
+                                          web_port=web_port, live_view=live, prometheus=prometheus)))
+
+
+from streams.mixin.cli import dashboards_app, mixin_app  # noqa: E402  (light: no runtime imports)
+
+app.add_typer(mixin_app, name="mixin", help="Generate and check the rules, alerts, Alertmanager config and dashboards.")
+app.add_typer(dashboards_app, name="dashboards", help="Push the dashboards to a Grafana through its HTTP API.")
 
 
 def main() -> None:
