@@ -477,6 +477,12 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
         # Advertised in the group metadata; must be unique per live worker (see streams.worker ghost eviction).
         web_host=settings.advertised_host,
         web_port=settings.web_port,
+        # Faust's built-in pages would serve raw table values (/table/dossiers/<code>/) and internals; the only
+        # per-dossier surface must be our read API, which exposes a fixed set of non-personal fields.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         autodiscover=False,
         stream_wait_empty=True,
     )

@@ -106,7 +106,16 @@ class Processor:
         return dict(contribution(view, now))
 
     def next_check_at(self, stored: bytes, now: datetime) -> datetime | None:
-        return next_change_at(decode_state(stored), self.context(now))
+        """When the clock must look at this dossier next. Called when a partition's tallies are rebuilt (start,
+        restart, rebalance): a dossier with an alert this worker has not announced is looked at right away, so
+        deadlines crossed while no worker owned the partition are still announced (ids are stable, so consumers
+        de-duplicate a re-announcement)."""
+        state = decode_state(stored)
+        ctx = self.context(now)
+        view = evaluate(state, ctx)
+        if view is not None and alerts_of(view, now) - self._announced.get(state.code, frozenset()):
+            return now
+        return next_change_at(state, ctx)
 
     # -- read side ----------------------------------------------------------------------------------------------
 

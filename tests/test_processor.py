@@ -112,3 +112,16 @@ def test_records_are_dead_lettered_with_a_reason():
     assert p.handle(b"{", None, NOW).dead_letter[0] == "bad_json"
     line = sample_lines()[0]
     assert p.handle(line, None, NOW, key="another-code").dead_letter[0] == "key_mismatch"
+
+
+def test_after_a_rebuild_pending_alerts_are_checked_at_once():
+    code = "T01.S01-20260302-00003"
+    rec = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
+    first = Processor()
+    stored = first.handle(rec, None, datetime(2026, 3, 2, 8, 5, tzinfo=TZ), key=code).state
+    restarted = Processor()  # a new worker owning the partition; the deadline passed while none did
+    later = datetime(2026, 3, 9, 9, 0, tzinfo=TZ)
+    assert restarted.next_check_at(stored, later) == later
+    r = restarted.reevaluate(stored, later, later)
+    assert sorted(a["kind"] for a in r.alerts) == ["apology_missing", "overdue"]
+    assert restarted.next_check_at(stored, later) > later  # announced: back to the dossier's own schedule

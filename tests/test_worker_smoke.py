@@ -282,6 +282,9 @@ def test_metrics_dlq_alerts_clock_and_read_api(kafka_bootstrap: str, worker_fact
     assert figures["units"]["U1"]["rated"] == 18
     assert w.get("/figures?period=bogus")[0] == 400
     assert w.get("/healthz")[0] == 200
+    # Faust's own pages would serve raw dossier states: they must not exist.
+    assert w.get("/table/dossiers/D00/")[0] == 404
+    assert w.get("/router/")[0] == 404
 
     # Loopback only: every listening socket of the worker is on 127.0.0.1.
     addresses = listening_addresses(w.pid)
