@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from models import events as ev
-from models.calendar import WorkCalendar
+from models.calendar import TZ, WorkCalendar
 from models.config import DEFAULT_CONFIG, MonitorConfig
 from models.dossier import (Alert, Context, DossierState, View, alerts_of, apply, decode_state, encode_state,
                             evaluate, next_change_at)
@@ -128,8 +128,8 @@ class Processor:
         return {
             "dossier_code": view.code, "unit_code": view.unit_code, "procedure_code": view.procedure_code,
             "status": view.status, "state": j.bucket.removeprefix("open_").removeprefix("ended_"),
-            "open": view.is_open, "received_at": view.received_at.isoformat(),
-            "due_at": view.judged_due_at.isoformat(), "effective_due_at": view.effective_due_at(now).isoformat(),
+            "open": view.is_open, "received_at": _local(view.received_at),
+            "due_at": _local(view.judged_due_at), "effective_due_at": _local(view.effective_due_at(now)),
             "overdue_working_hours": round(view.overdue_working_seconds(now) / 3600, 2) if view.is_open else 0.0,
         }
 
@@ -177,10 +177,15 @@ class Processor:
         return {
             "alert_id": alert.alert_id, "kind": alert.kind, "dossier_code": view.code, "unit_code": view.unit_code,
             "province_code": view.province_code, "unit_level": view.unit_level, "procedure_code": view.procedure_code,
-            "due_at": view.judged_due_at.isoformat(), "effective_due_at": view.effective_due_at(now).isoformat(),
-            "raised_at": now.isoformat(),
+            "due_at": _local(view.judged_due_at), "effective_due_at": _local(view.effective_due_at(now)),
+            "raised_at": _local(now),
             "overdue_working_hours": round(view.overdue_working_seconds(now) / 3600, 2),
         }
+
+
+def _local(t: datetime) -> str:
+    """Times shown to operators are Vietnam time, whatever offset the state was stored with."""
+    return t.astimezone(TZ).isoformat()
 
 
 def default_processor() -> Processor:
