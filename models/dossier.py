@@ -481,12 +481,17 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
             else:
                 paused.append((req, done))
     paused.sort()
-    judged_due = rec.due_at
+    original_due = rec.due_at
+    if rec.due_source == "computed" and rec.limit_value is not None:
+        # A due date this product computed follows the calendar in force (an operator's corrected calendar must
+        # move it); a due date printed on the receipt slip never moves.
+        original_due = cal.due_from_limit(rec.received_at, rec.limit_value, rec.limit_unit)
+    judged_due = original_due
     in_time_apology = False
     if state.reschedules:
         if cfg.judge_against == "rescheduled":
             judged_due = max([judged_due] + [new_due for _i, _p, new_due in state.reschedules.values()])
-        deadline = apology_deadline(cal, rec.due_at, cfg)
+        deadline = apology_deadline(cal, original_due, cfg)
         in_time_apology = any(issued <= deadline for issued, _p, _n in state.reschedules.values())
     if end_at is not None:
         status = end_kind
@@ -501,7 +506,7 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
     return View(
         code=state.code, unit_code=rec.handling_unit_code, province_code=rec.province_code, unit_level=rec.unit_level,
         procedure_code=rec.procedure_code, channel=rec.channel, received_at=rec.received_at,
-        original_due_at=rec.due_at, judged_due_at=judged_due, due_source=rec.due_source,
+        original_due_at=original_due, judged_due_at=judged_due, due_source=rec.due_source,
         due_mismatch=rec.computed_due_at is not None and rec.due_source == "event" and abs((rec.computed_due_at - rec.due_at).total_seconds()) > 60,
         end_at=end_at, end_kind=end_kind, status=status,
         supplement_requests=len(state.supplement_requested), open_supplement_at=open_supplement, paused=paused,
@@ -510,7 +515,7 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
         digitized=state.digitized, reused_data=state.reused_data, personal_store=state.personal_store,
         population_db=state.population_db, rated=state.rating is not None,
         satisfied=state.rating[2] if state.rating is not None else None,
-        limit_working_seconds=max(0.0, cal.working_seconds_between(rec.received_at, rec.due_at)),
+        limit_working_seconds=max(0.0, cal.working_seconds_between(rec.received_at, original_due)),
         calendar=cal, config=cfg,
     )
 

@@ -522,6 +522,9 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
 
     table.on_recover(_recovered)
 
+    from .reference import attach_reference
+
+    attach_reference(app, runtime, settings)
     _rewind_partitions_never_committed(app, settings.events)
     _watch_recovery(app)
     registry = metrics_mod.new_registry(runtime)

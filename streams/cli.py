@@ -179,6 +179,67 @@ def topics(
         typer.echo(f"{name}: {what}")
 
 
+reference_app = typer.Typer(add_completion=False, no_args_is_help=True)
+app.add_typer(reference_app, name="reference", help="Publish reference data (work calendar, unit registry) to every worker.")
+
+
+@reference_app.command("calendar")
+def publish_calendar(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Operator calendar document (YAML or JSON)."),
+    broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER"),
+    topic: str = typer.Option("work-calendar", help="The compacted calendar topic."),
+):
+    """Validate a calendar document and publish it; workers apply it if its version is newer."""
+    from kafka import KafkaProducer
+
+    from models.calendar import CalendarError, load_calendar_file
+
+    try:
+        doc = load_calendar_file(file)
+    except CalendarError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    producer.send(topic, key=f"{doc.calendar_id}:{doc.year}".encode(), value=file.read_bytes()).get(timeout=30)
+    producer.close()
+    typer.echo(f"published {doc.calendar_id}:{doc.year} version {doc.version} to {topic}")
+
+
+@reference_app.command("units")
+def publish_units(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML/JSON list of units: unit_code, name, level, province_code, parent_unit_code."),
+    broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER"),
+    topic: str = typer.Option("unit-registry", help="The compacted unit registry topic."),
+):
+    """Validate a unit registry and publish one record per unit."""
+    import json
+
+    import yaml
+    from kafka import KafkaProducer
+
+    from streams.reference import ReferenceError, parse_unit
+
+    units = yaml.safe_load(file.read_text(encoding="utf-8")) or []
+    records = []
+    for i, u in enumerate(units if isinstance(units, list) else []):
+        raw = json.dumps(u, ensure_ascii=False).encode()
+        try:
+            parse_unit(str((u or {}).get("unit_code")), raw)
+        except (ReferenceError, AttributeError) as exc:
+            typer.echo(f"error: [{i}] {exc}", err=True)
+            raise typer.Exit(2) from None
+        records.append((u["unit_code"].encode(), raw))
+    if not records:
+        typer.echo("error: the file must hold a non-empty list of units", err=True)
+        raise typer.Exit(2)
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    for key, raw in records:
+        producer.send(topic, key=key, value=raw)
+    producer.flush()
+    producer.close()
+    typer.echo(f"published {len(records)} units to {topic}")
+
+
 @app.command()
 def worker(
     broker: Optional[str] = typer.Option(None, help="Kafka bootstrap HOST:PORT (env ONESTOP_BROKER)."),
