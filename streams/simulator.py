@@ -164,9 +164,9 @@ class Simulator:
             "time_limit": {"value": proc.limit_value, "unit": proc.limit_unit},
             "province_code": cfg.province_code, "unit_level": unit.level, "has_fee": proc.has_fee,
             "result_is_paper_document": proc.paper_result, "online_service_level": proc.online_level,
-            "has_digitized_components": rng.random() < 0.7, "vneid_authenticated": channel == "online" and rng.random() < 0.6,
-            "components": [{"component_code": "TP1", "digitized": True, "reused_digitized_data": rng.random() < 0.3,
-                            "from_personal_data_store": rng.random() < 0.1}],
+            "has_digitized_components": rng.random() < 0.85, "vneid_authenticated": channel == "online" and rng.random() < 0.6,
+            "components": [{"component_code": "TP1", "digitized": True, "reused_digitized_data": rng.random() < 0.6,
+                            "from_personal_data_store": rng.random() < 0.3}],
         }
         if rng.random() < 0.8:  # most systems print the appointment on the receipt slip; some send only the limit
             received["due_at"] = _iso(due)
@@ -206,7 +206,7 @@ class Simulator:
             pay_req = cal.add_working_seconds(received_at, 0.1 * limit_ws)
             x.emit("payment_requested", pay_req, {"fees": [{"fee_code": "LP1", "amount_vnd": rng.choice([30000, 50000, 100000, 500000])}]})
             paid = pay_req + timedelta(hours=rng.uniform(0.5, 40))
-            online = channel == "online" and rng.random() < 0.7 or rng.random() < 0.1
+            online = rng.random() < (0.85 if channel == "online" else 0.35)
             x.emit("payment_completed", paid, {"paid_online": online, "paid_at": _iso(paid),
                                                "payment_channel": "national_portal" if online else "cash"})
         if late and rng.random() < 0.6:
@@ -214,7 +214,7 @@ class Simulator:
             new_due = cal.add_working_days(due, rng.choice([2, 3, 5]))
             x.emit("due_rescheduled", issued, {"apology": {"issued_at": _iso(issued), "previous_due_at": _iso(due),
                                                             "new_due_at": _iso(new_due), "reason": "Cần xác minh thêm"}})
-        electronic = rng.random() < (0.85 if channel == "online" else 0.5)
+        electronic = rng.random() < (0.95 if channel == "online" else 0.75)
         x.emit("processed", end, {"processing_ended_at": _iso(end),
                                   "results": [{"result_code": "KQ1", "electronic": electronic}]})
         if electronic and proc.paper_result:
