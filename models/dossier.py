@@ -546,9 +546,13 @@ def alerts_of(view: View, now: datetime) -> frozenset[Alert]:
     return frozenset(out)
 
 
-def next_change_at(state: DossierState, ctx: Context) -> datetime | None:
-    """The next instant after ``ctx.now`` at which this dossier's figures or alerts change with no new event."""
-    view = evaluate(state, ctx)
+def next_change_at(state: DossierState, ctx: Context, view: View | None = None) -> datetime | None:
+    """The next instant after ``ctx.now`` at which this dossier's figures or alerts change with no new event.
+
+    ``view`` is ``evaluate(state, ctx)`` when the caller already has it (the stream does, on every event).
+    """
+    if view is None:
+        view = evaluate(state, ctx)
     if view is None or not view.is_open:
         return None
     now = ctx.now

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Iterable
 
 from .calendar import TZ
@@ -25,6 +26,12 @@ TallyKey = tuple[str, str, str]  # (unit_code, period_key, metric)
 
 def period_key(granularity: str, t: datetime | date) -> str:
     d = t.astimezone(TZ).date() if isinstance(t, datetime) else t
+    return _period_key_of_day(granularity, d)
+
+
+# Replays and rebuilds ask for the keys of the same few hundred days millions of times.
+@lru_cache(maxsize=65536)
+def _period_key_of_day(granularity: str, d: date) -> str:
     if granularity == "month":
         return f"month:{d.year:04d}-{d.month:02d}"
     if granularity == "quarter":
@@ -36,6 +43,11 @@ def period_key(granularity: str, t: datetime | date) -> str:
 
 def parse_period(key: str) -> tuple[datetime, datetime]:
     """``month:2026-03`` -> [start, end) in Vietnam time. Raises ValueError with the accepted forms."""
+    return _parse_period(key)
+
+
+@lru_cache(maxsize=4096)
+def _parse_period(key: str) -> tuple[datetime, datetime]:
     try:
         gran, value = key.split(":", 1)
         if gran == "month":
@@ -63,13 +75,16 @@ def parse_period(key: str) -> tuple[datetime, datetime]:
 
 def periods_between(granularity: str, first: datetime, last: datetime) -> list[str]:
     """Keys of every period of this granularity from the one holding ``first`` to the one holding ``last``."""
-    keys = [period_key(granularity, first)]
-    end_key = period_key(granularity, last)
-    cursor = first
+    return list(_periods_from_to(granularity, period_key(granularity, first), period_key(granularity, last)))
+
+
+@lru_cache(maxsize=16384)
+def _periods_from_to(granularity: str, first_key: str, end_key: str) -> tuple[str, ...]:
+    keys = [first_key]
     while keys[-1] != end_key and len(keys) < 2000:
         cursor = parse_period(keys[-1])[1]
         keys.append(period_key(granularity, cursor))
-    return keys
+    return tuple(keys)
 
 
 def contribution(view: View | None, now: datetime) -> Counter:
@@ -78,9 +93,11 @@ def contribution(view: View | None, now: datetime) -> Counter:
     if view is None or view.received_at > now:
         return out
     unit = view.unit_code
-    received_keys = [period_key(g, view.received_at) for g in GRANULARITIES]
-    for pk in received_keys:
-        _add_reception(out, unit, pk, view)
+    reception = _reception_counts(view)
+    for g in GRANULARITIES:
+        pk = period_key(g, view.received_at)
+        for metric, n in reception:
+            out[(unit, pk, metric)] += n
     last = min(view.end_at, now) if view.end_at is not None else now
     for g in GRANULARITIES:
         if view.config.carry_over_open_dossiers:
@@ -97,33 +114,40 @@ def contribution(view: View | None, now: datetime) -> Counter:
 
 
 def _add_reception(out: Counter, unit: str, pk: str, v: View) -> None:
-    out[(unit, pk, "received")] += 1
-    out[(unit, pk, "received_" + v.channel)] += 1
+    for metric, n in _reception_counts(v):
+        out[(unit, pk, metric)] += n
+
+
+def _reception_counts(v: View) -> list[tuple[str, int]]:
+    """The reception metrics of a dossier, the same for each of its period keys (so worked out once)."""
+    counts = [("received", 1), ("received_" + v.channel, 1)]
     if v.channel == "online" and (not v.paper_result or v.e_result):
-        out[(unit, pk, "online_qualified")] += 1
+        counts.append(("online_qualified", 1))
     if v.has_fee:
-        out[(unit, pk, "fee_bearing")] += 1
+        counts.append(("fee_bearing", 1))
         if v.paid_online:
-            out[(unit, pk, "paid_online")] += 1
+            counts.append(("paid_online", 1))
     if v.paper_result:
-        out[(unit, pk, "paper_result")] += 1
+        counts.append(("paper_result", 1))
         if v.e_result:
-            out[(unit, pk, "paper_result_e_result")] += 1
+            counts.append(("paper_result_e_result", 1))
     if v.digitized and (not v.paper_result or v.e_result):
-        out[(unit, pk, "digitized")] += 1
+        counts.append(("digitized", 1))
     if v.reused_data:
-        out[(unit, pk, "reused_data")] += 1
+        counts.append(("reused_data", 1))
     if v.personal_store:
-        out[(unit, pk, "personal_store")] += 1
+        counts.append(("personal_store", 1))
     if v.population_db or v.personal_store:
-        out[(unit, pk, "population_db")] += 1
+        counts.append(("population_db", 1))
     if v.rated:
-        out[(unit, pk, "rated")] += 1
+        counts.append(("rated", 1))
         if v.satisfied:
-            out[(unit, pk, "rated_satisfied")] += 1
+            counts.append(("rated_satisfied", 1))
     if v.end_at is not None:
-        out[(unit, pk, "processing_count")] += 1
-        out[(unit, pk, "processing_seconds_sum")] += round(v.calendar.working_seconds_between(v.received_at, max(v.received_at, v.end_at)))
+        counts.append(("processing_count", 1))
+        counts.append(("processing_seconds_sum",
+                       round(v.calendar.working_seconds_between(v.received_at, max(v.received_at, v.end_at)))))
+    return counts
 
 
 def _add_population(out: Counter, unit: str, pk: str, v: View, judged_at: datetime) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import time
 import weakref
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from faust.streams import _current_event, current_event
 
 from .clock import Clock, DeadlineSchedule
 from .metrics import PipelineHealth, TallyBook, merge
+from .security import faust_broker_settings
 from .settings import WorkerSettings
 
 __all__ = ["build_app", "Runtime", "PartitionState"]
@@ -36,6 +38,20 @@ log = logging.getLogger(__name__)
 #: keep flowing during a rebuild of millions of dossiers.
 SCAN_YIELD_EVERY = 2000
 MAX_HEADER_CHARS = 1000
+#: Records handed to the runtime at once (``stream.take_events``), and how long a partial batch may wait. A batch
+#: reads the clock once, writes each touched dossier once and sends its alerts together; per-record Faust and
+#: table overhead is what limited the worker to a few hundred events/s (docs/benchmarks.md). 50 ms keeps
+#: produce-to-/metrics latency far below a second. ONESTOP_BATCH_MAX=1 restores one record at a time.
+BATCH_MAX = int(os.environ.get("ONESTOP_BATCH_MAX", "1000"))
+BATCH_WITHIN = float(os.environ.get("ONESTOP_BATCH_WITHIN", "0.05"))
+#: Linger of Faust's producer (changelog, alerts, DLQ) unless PRODUCER_LINGER is set: with Faust's default of 0
+#: every changelog record became its own produce request and the producer buffer stalled the agent.
+PRODUCER_LINGER_SECONDS = 0.02
+#: Largest key and value copied into the DLQ. Faust's producer refuses records over 1,000,000 bytes, and a refused
+#: send crashed the agent, which then acked the record: it was in neither the table nor the DLQ. The broker accepts
+#: records up to ~1 MiB, so a hostile record near that size needs its copy cut (the header keeps the full size).
+DLQ_MAX_VALUE_BYTES = 900 * 1024
+DLQ_MAX_KEY_BYTES = 1024
 
 
 class _Outcome(NamedTuple):
@@ -308,8 +324,8 @@ class Runtime:
 
     # -- the agent ---------------------------------------------------------------------------------------------
     def _apply(self, state: PartitionState, code: str, outcome: Any, *, existed: bool, alerts: list[dict],
-               reschedule: bool) -> None:
-        if outcome.state is not None:
+               reschedule: bool, store: bool = True) -> None:
+        if outcome.state is not None and store:
             self._put(state.partition, state, code, outcome.state, existed)
         if outcome.tally_delta:
             state.tallies.add(outcome.tally_delta)
@@ -354,6 +370,74 @@ class Runtime:
             reason, message = outcome.dead_letter
             await self._dead_letter(msg, raw_key, value, reason, message)
 
+    async def on_events(self, events: list[Any]) -> None:
+        """A batch of records: the same per-record decisions as ``on_event``, in the same order.
+
+        Differences are only in cost: the clock is read once, each partition's deadline clock advanced once, a
+        dossier touched several times is read once and written once (its last state: the changelog is compacted
+        by key, so intermediate states were never needed), and alerts and dead letters go out after the batch.
+        Nothing awaits between the first state change and the last table write, so the timer, the web views and
+        rebalance callbacks never see a half-applied batch.
+        """
+        owned: dict[int, PartitionState | None] = {}
+        for event in events:
+            p = event.message.partition
+            if p not in owned:
+                owned[p] = await self._ensure_partition(p)
+        clock_now = self.now()
+        alerts: list[dict] = []
+        dead: list[tuple] = []
+        nows: dict[int, datetime] = {}
+        # (partition, code) -> [latest state bytes, existed before the batch, changed in the batch]
+        pending: dict[tuple[int, str], list] = {}
+        handle, takes_key, health = self.processor.handle, self._handle_takes_key, self.health
+        for event in events:
+            msg = event.message
+            partition = msg.partition
+            raw_key, value = event.key, event.value
+            code = _decode_key(raw_key)
+            if code is None:
+                dead.append((msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key"))
+                continue
+            if value is None:
+                dead.append((msg, raw_key, value, "missing_value", "record has no value (tombstone)"))
+                continue
+            state = owned[partition]
+            if state is None:
+                continue
+            now = nows.get(partition)
+            if now is None:
+                now = nows[partition] = self._advance(state, clock_now, alerts)
+            slot = pending.get((partition, code))
+            if slot is None:
+                stored = self._get(partition, code)
+                slot = pending[(partition, code)] = [stored, stored is not None, False]
+            try:
+                if takes_key:
+                    outcome = handle(value, slot[0], now, key=code)
+                else:
+                    outcome = handle(value, slot[0], now)
+            except Exception as exc:
+                log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
+                outcome = _Outcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+            if outcome.dead_letter is None:
+                if outcome.state is not None:
+                    slot[0] = outcome.state
+                    slot[2] = True
+                self._apply(state, code, outcome, existed=slot[1], alerts=alerts, reschedule=False, store=False)
+                health.record(source=outcome.source, event_time=outcome.event_time, now=now,
+                              duplicate=outcome.duplicate, late=outcome.late_arrival)
+            else:
+                reason, message = outcome.dead_letter
+                dead.append((msg, raw_key, value, reason, message))
+        for (partition, code), (stored, existed, changed) in pending.items():
+            state = owned[partition]
+            if changed and state is not None:
+                self._put(partition, state, code, stored, existed)
+        await self._send_alerts(alerts)
+        for record in dead:
+            await self._dead_letter(*record)
+
     # -- output topics -----------------------------------------------------------------------------------------
     async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str) -> None:
         self.health.reject(reason)
@@ -364,6 +448,12 @@ class Runtime:
             "x-source-partition": str(msg.partition).encode(),
             "x-source-offset": str(msg.offset).encode(),
         }
+        if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+            headers["x-truncated-value-bytes"] = str(len(value)).encode()
+            value = value[:DLQ_MAX_VALUE_BYTES]
+        if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+            headers["x-truncated-key-bytes"] = str(len(key)).encode()
+            key = key[:DLQ_MAX_KEY_BYTES]
         # force=True: produce now rather than at commit time; a duplicate in the DLQ after a crash is harmless,
         # a lost one is not.
         await self.dlq_topic.send(key=key, value=value, headers=headers, force=True)
@@ -485,6 +575,8 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
         web_stats_enabled=False,
         autodiscover=False,
         stream_wait_empty=True,
+        # SASL/TLS for every consumer and producer Faust opens (streams.security; PLAINTEXT adds nothing).
+        **faust_broker_settings(settings),
     )
     runtime = Runtime(settings, processor, clock)
     runtime.app = app
@@ -499,10 +591,17 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     table = app.Table(settings.table_name, key_type=str, value_type=bytes, partitions=settings.partitions)
     runtime.table = table
 
+    if "PRODUCER_LINGER" not in os.environ:
+        app.conf.producer_linger = PRODUCER_LINGER_SECONDS
+
     @app.agent(events, name="onestop.dossier-events")
     async def process(stream: Any) -> None:
-        async for event in stream.events():
-            await runtime.on_event(event)
+        if BATCH_MAX <= 1:
+            async for event in stream.events():
+                await runtime.on_event(event)
+            return
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN):
+            await runtime.on_events(batch)
 
     @app.timer(interval=settings.clock_interval, name="onestop.deadline-clock")
     async def deadline_clock() -> None:

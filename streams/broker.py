@@ -225,8 +225,9 @@ class GroupJanitor:
     Members on other hosts and static members are never touched.
     """
 
-    def __init__(self, bootstrap: str, group: str, own_url: str) -> None:
+    def __init__(self, bootstrap: str, group: str, own_url: str, client_config: dict | None = None) -> None:
         self.bootstrap = bootstrap
+        self.client_config = dict(client_config or {})  # SASL/TLS options (streams.security.kafka_client_config)
         self.group = group
         self.own_url = own_url
         self._suspects: dict[str, int] = {}
@@ -242,7 +243,8 @@ class GroupJanitor:
         if starting and own.port is not None and _port_open(own.port, own.hostname or LOOPBACK):
             return []  # someone serves our URL right now: not ours to judge
         me = whoami() if whoami else None
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-janitor")
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-janitor",
+                                 **self.client_config)
         try:
             described = admin.describe_groups([self.group]).get(self.group) or {}
             if whoami is not None and whoami() != me:

@@ -40,6 +40,32 @@ def _context(at: datetime, rules: Optional[Path], calendar_files: list[Path]):
         raise typer.Exit(2) from None
 
 
+_SECURITY_HELP = "Kafka security; every ONESTOP_KAFKA_* variable of the worker applies too (docs/reliability.md)."
+
+
+def _kafka_security(protocol: Optional[str], mechanism: Optional[str], username: Optional[str],
+                    password_file: Optional[Path], cafile: Optional[Path]) -> dict:
+    """kafka-python options from the flags, then the worker's ONESTOP_KAFKA_* environment (passwords: file or env)."""
+    from streams.security import SecurityConfigError, kafka_client_config
+    from streams.settings import WorkerSettings
+
+    try:
+        settings = WorkerSettings.from_env(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,
+                                           kafka_sasl_username=username, kafka_sasl_password_file=password_file,
+                                           kafka_ssl_cafile=cafile)
+        return kafka_client_config(settings)
+    except (SecurityConfigError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+_PROTOCOL_OPT = typer.Option(None, "--kafka-security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. " + _SECURITY_HELP)
+_MECHANISM_OPT = typer.Option(None, "--kafka-sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+_USERNAME_OPT = typer.Option(None, "--kafka-sasl-username", help="SASL user name.")
+_PASSWORD_FILE_OPT = typer.Option(None, "--kafka-sasl-password-file", help="File holding the SASL password (or env ONESTOP_KAFKA_SASL_PASSWORD).")
+_CAFILE_OPT = typer.Option(None, "--kafka-ssl-cafile", help="CA bundle that signed the broker's certificate.")
+
+
 @app.command()
 def schema(write: bool = typer.Option(False, help="Write the committed copy under models/schema/ instead of printing.")):
     """Print the JSON Schema (2020-12) of the event contract."""
@@ -136,6 +162,11 @@ def replay(
     dlq_topic: str = typer.Option("dossier-events-dlq", help="Where lines that cannot be published go, with the reason."),
     resume: bool = typer.Option(False, help="Skip what an earlier run of the same file already sent."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
 ):
     """Publish an event history in event-time order (backfill), with progress, rate and ETA; resumable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -143,7 +174,9 @@ def replay(
     from streams.publisher import DossierEventPublisher
     from streams.replay import replay_file
 
-    with DossierEventPublisher(broker, topic, dlq_topic=dlq_topic) as pub:
+    security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
+                               kafka_sasl_password_file, kafka_ssl_cafile)
+    with DossierEventPublisher(broker, topic, dlq_topic=dlq_topic, **security) as pub:
         if quiet:
             stats = replay_file(file, pub, resume=resume)
         else:
@@ -169,12 +202,24 @@ def replay(
 def topics(
     broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER", help="Kafka bootstrap HOST:PORT."),
     partitions: Optional[int] = typer.Option(None, help="Partitions of the events topic and its changelog (env ONESTOP_PARTITIONS)."),
+    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
 ):
     """Create the topics with their partition counts and configs (idempotent; checks existing ones)."""
     from streams.settings import WorkerSettings
     from streams.topics import ensure_topics
 
-    settings = WorkerSettings.from_env(broker=broker, partitions=partitions)
+    _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password_file,
+                    kafka_ssl_cafile)  # refuse a broken configuration before connecting
+    settings = WorkerSettings.from_env(broker=broker, partitions=partitions,
+                                       kafka_security_protocol=kafka_security_protocol,
+                                       kafka_sasl_mechanism=kafka_sasl_mechanism,
+                                       kafka_sasl_username=kafka_sasl_username,
+                                       kafka_sasl_password_file=kafka_sasl_password_file,
+                                       kafka_ssl_cafile=kafka_ssl_cafile)
     for name, what in ensure_topics(broker, settings).items():
         typer.echo(f"{name}: {what}")
 

@@ -80,7 +80,7 @@ class Processor:
         new_view = evaluate(new, ctx)
         self._learn(new_view)
         delta = difference(contribution(new_view, now), contribution(old_view, now))
-        next_check = next_change_at(new, ctx)
+        next_check = next_change_at(new, ctx, new_view)
         fresh = event.time >= now - timedelta(seconds=self.config.alert_catch_up_seconds)
         alerts = self._announce(new.code, new_view, now, fresh)
         if not fresh and new_view is not None and new_view.is_open:
@@ -98,7 +98,7 @@ class Processor:
         delta = difference(contribution(view, now), contribution(view, prev_now))
         alerts = self._announce(state.code, view, now, fresh=True)
         return RecordOutcome(None, None, delta, alerts, False, False, None, None,
-                             next_change_at(state, self.context(now)), state.code)
+                             next_change_at(state, self.context(now), view), state.code)
 
     def contribution(self, stored: bytes, now: datetime) -> dict[TallyKey, int]:
         view = evaluate(decode_state(stored), self.context(now))
@@ -115,7 +115,7 @@ class Processor:
         view = evaluate(state, ctx)
         if view is not None and alerts_of(view, now) - self._announced.get(state.code, frozenset()):
             return now
-        return next_change_at(state, ctx)
+        return next_change_at(state, ctx, view)
 
     # -- read side ----------------------------------------------------------------------------------------------
 

@@ -11,6 +11,9 @@ code (one dossier's events stay ordered in one partition).
     with DossierEventPublisher("kafka:9092") as pub:
         pub.publish(make_envelope("received", event_id=str(uuid4()), source="igate.example-province",
                                   subject="G09.20-20260609-0092637", time=now, data={...}))
+
+A broker with SASL/TLS takes kafka-python's own options, e.g. built from the worker's settings:
+``DossierEventPublisher("kafka:9093", **streams.security.kafka_client_config(WorkerSettings.from_env()))``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from kafka import KafkaProducer
 from models.events import EventError, decode_event, event_to_json
 
 __all__ = ["DossierEventPublisher", "EventError"]
+
+#: Largest copy of a refused line sent to the DLQ (Kafka's default record limit is 1 MiB including headers).
+DLQ_MAX_VALUE_BYTES = 900 * 1024
 
 
 class DossierEventPublisher:
@@ -54,9 +60,16 @@ class DossierEventPublisher:
         return self._producer.send(self.topic, key=key, value=raw)
 
     def dead_letter(self, raw: bytes, reason: str, message: str, **headers: str):
-        """Record a line that could not be published with the reason, so nothing is refused silently."""
+        """Record a line that could not be published with the reason, so nothing is refused silently.
+
+        A line bigger than a Kafka record may be is cut (the header keeps its size): the producer would refuse
+        the whole copy, and a replay stopped half-way by one oversized line is worse than a shortened DLQ copy.
+        """
         hdrs = [("x-reason", reason.encode()), ("x-error", message.encode()[:1000])]
         hdrs += [(f"x-{k.replace('_', '-')}", str(v).encode()) for k, v in headers.items()]
+        if len(raw) > DLQ_MAX_VALUE_BYTES:
+            hdrs.append(("x-truncated-value-bytes", str(len(raw)).encode()))
+            raw = raw[:DLQ_MAX_VALUE_BYTES]
         return self._producer.send(self.dlq_topic, key=None, value=raw, headers=hdrs)
 
     def flush(self, timeout: float | None = None) -> None:

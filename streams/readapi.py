@@ -19,6 +19,7 @@ from faust import web
 
 from .clock import parse_instant
 from .metrics import CONTENT_TYPE_LATEST, current_periods, render
+from .security import api_token, bearer_ok
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
 
@@ -106,15 +107,34 @@ async def unit_dossiers(runtime: Any, unit: str, states: tuple[str, ...]) -> lis
     return items
 
 
+def _unauthorized() -> Response:
+    return Response(body=_json_bytes({"error": "this view needs the header Authorization: Bearer <token>"}),
+                    status=401, headers={"Content-Type": "application/json; charset=utf-8",
+                                         "WWW-Authenticate": 'Bearer realm="onestop"'})
+
+
 def register(app: Any, runtime: Any, registry: Any) -> None:
-    """Attach every view to the app's web server (bound to loopback by the app's settings)."""
+    """Attach every view to the app's web server (bound to loopback by the app's settings).
+
+    With a token configured, the per-unit and per-dossier views (and /metrics if asked) refuse requests without
+    it; /healthz and /ready stay open because orchestrators probe them without credentials and they carry no
+    figures. The token is read here, at start-up, so an unreadable secret file stops the worker instead of
+    leaving the API open.
+    """
     settings = runtime.settings
+    token = api_token(settings)
+    guard_metrics = bool(token) and bool(getattr(settings, "metrics_require_token", False))
+
+    def refused(request: web.Request) -> Response | None:
+        return None if bearer_ok(request.headers.get("Authorization"), token) else _unauthorized()
 
     def error(view: web.View, status: int, message: str) -> Response:
         return _json_response({"error": message}, status)
 
     @app.page("/metrics")
     async def metrics(self: web.View, request: web.Request) -> Response:
+        if guard_metrics and (denied := refused(request)) is not None:
+            return denied
         return _raw(render(registry), CONTENT_TYPE_LATEST)
 
     @app.page("/healthz")
@@ -128,6 +148,8 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
 
     @app.page("/api/units/{unit}/dossiers")
     async def dossiers(self: web.View, request: web.Request, unit: str) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         q = request.query
         try:
             states = parse_states(q.get("state"))
@@ -143,6 +165,8 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
 
     @app.page("/api/units/{unit}/dossiers.csv")
     async def dossiers_csv(self: web.View, request: web.Request, unit: str) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         try:
             states = parse_states(request.query.get("state"))
         except BadRequest as exc:
@@ -158,6 +182,8 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
 
     @app.page("/figures")
     async def figures(self: web.View, request: web.Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         now = runtime.now()
         period = request.query.get("period") or current_periods(now)["month"]
         try:
@@ -167,10 +193,10 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
         return _json_response(doc)
 
     if settings.test_mode:
-        _register_test_clock(app, runtime, error)
+        _register_test_clock(app, runtime, error, refused)
 
 
-def _register_test_clock(app: Any, runtime: Any, error: Any) -> None:
+def _register_test_clock(app: Any, runtime: Any, error: Any, refused: Any) -> None:
     """POST /test/clock {"now": ISO} or {"advance_seconds": n}: move a fake clock, then apply the deadlines.
 
     Answers only after every owned partition has been re-evaluated at the new time, so a test can assert right
@@ -180,9 +206,13 @@ def _register_test_clock(app: Any, runtime: Any, error: Any) -> None:
     @app.page("/test/clock")
     class TestClock(web.View):
         async def get(self, request: web.Request) -> Response:
+            if (denied := refused(request)) is not None:
+                return denied
             return _json_response({"now": runtime.now()})
 
         async def post(self, request: web.Request) -> Response:
+            if (denied := refused(request)) is not None:
+                return denied
             clock = runtime.clock
             if not hasattr(clock, "set"):
                 return error(self, 409, "the worker runs on the system clock")

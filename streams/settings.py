@@ -11,9 +11,12 @@ import dataclasses
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .security import PROTOCOLS as KAFKA_PROTOCOLS
+from .security import SASL_MECHANISMS
 
 __all__ = ["WorkerSettings", "add_arguments", "settings_from_args", "ENV_PREFIX"]
 
@@ -61,6 +64,22 @@ class WorkerSettings:
     # Remove group members that advertise this worker's own URL before joining (see streams.worker).
     evict_stale_members: bool = True
     loop: str = "uvloop"
+    # -- security (streams/security.py; docs/reliability.md). Secrets are left out of repr so a logged settings
+    # object cannot leak them; the *_file variants read them from a mounted secret instead of the environment.
+    # Bearer token required on the read API and /figures (and /metrics with metrics_require_token); none = open.
+    api_token: str | None = field(default=None, repr=False)
+    api_token_file: Path | None = None
+    metrics_require_token: bool = False
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL mechanisms PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = True
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -69,6 +88,10 @@ class WorkerSettings:
             raise ValueError("partition counts must be >= 1")
         if self.session_timeout <= 0 or self.clock_interval <= 0:
             raise ValueError("session_timeout and clock_interval must be > 0")
+        if self.kafka_security_protocol.upper() not in KAFKA_PROTOCOLS:
+            raise ValueError(f"kafka_security_protocol must be one of {KAFKA_PROTOCOLS}, got {self.kafka_security_protocol!r}")
+        if self.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:
+            raise ValueError(f"kafka_sasl_mechanism must be one of {SASL_MECHANISMS}, got {self.kafka_sasl_mechanism!r}")
 
     # -- derived names -------------------------------------------------------------------------------------------
     def topic(self, base: str) -> str:

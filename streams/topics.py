@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
+from .security import kafka_client_config
 from .settings import WorkerSettings
 
 __all__ = ["TopicSpec", "TopicMismatchError", "topic_specs", "ensure_topics", "describe_partitions"]
@@ -87,6 +88,7 @@ def ensure_topics(
         bootstrap_servers=bootstrap,
         client_id=f"{settings.app_id}-topics",
         request_timeout_ms=timeout_ms,
+        **kafka_client_config(settings),
     )
     try:
         existing = describe_partitions(admin, [s.name for s in specs])

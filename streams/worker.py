@@ -16,6 +16,8 @@ from typing import Any
 
 from .broker import GroupJanitor
 from .clock import Clock, clock_from_settings
+from .security import describe as describe_security
+from .security import kafka_client_config
 from .settings import WorkerSettings, settings_from_args
 from .topics import ensure_topics
 
@@ -54,7 +56,8 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
     ensure_topics(settings.broker, settings)
     janitor = None
     if settings.evict_stale_members:
-        janitor = GroupJanitor(settings.broker, settings.app_id, settings.web_url)
+        janitor = GroupJanitor(settings.broker, settings.app_id, settings.web_url,
+                               client_config=kafka_client_config(settings))
         try:
             janitor.sweep(starting=True)
         except Exception:  # best effort: never stop a worker from starting
@@ -67,6 +70,7 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
     marker = settings.data_dir / CLEAN_STOP_MARKER
     discard_state_after_crash(Path(app.conf.tabledir), marker)
     log.info("worker %s on %s, web %s, clock %r", settings.app_id, settings.broker, settings.web_url, clock)
+    log.info("security: %s", describe_security(settings))
     worker = app.Worker(loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
