@@ -8,14 +8,14 @@ import copy
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import AlertWebhook
 import yaml
 
 from models.calendar import TZ
@@ -113,32 +113,6 @@ def test_calendar_years_of_the_committed_files_cover_today() -> None:
 
 # ------------------------------------------------------------------------------------ a real Alertmanager
 
-class _Webhook:
-    """Loopback receiver recording (path, alert labels, status) of every notification."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                for alert in body.get("alerts", []):
-                    received.append((self.path, alert["labels"], alert["status"]))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class _Alertmanager:
     def __init__(self, config: dict, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +156,7 @@ class _Alertmanager:
         self.log.close()
 
 
-def _test_copy(webhook: _Webhook, time_intervals: list[dict] | None = None) -> dict:
+def _test_copy(webhook: AlertWebhook, time_intervals: list[dict] | None = None) -> dict:
     """The generated routing with every receiver pointed at the test webhook (path = receiver name) and short waits."""
     doc = copy.deepcopy(alertmanager_config(DEFAULT_CONFIG, calendar_facts(DEFAULT_CONFIG, committed_years(REPO))))
     for r in doc["receivers"]:
@@ -217,7 +191,7 @@ needs_alertmanager = pytest.mark.skipif(ALERTMANAGER is None, reason="apt-get in
 @needs_alertmanager
 def test_real_alertmanager_routes_and_inhibits(tmp_path: Path) -> None:
     """Overdue inhibits due-soon of the same unit only; a worker down inhibits every data alert."""
-    hook = _Webhook()
+    hook = AlertWebhook()
     # Office hours always open and no day off: this test is about routing and inhibition, not the clock.
     am = _Alertmanager(_test_copy(hook, [_always("office_hours"), {"name": "vn_days_off", "time_intervals": [
         {"years": ["1999"], "location": "Asia/Ho_Chi_Minh"}]}]), tmp_path / "am")
@@ -257,7 +231,7 @@ def test_real_alertmanager_mutes_non_critical_on_a_day_off(tmp_path: Path) -> No
     day_off = {"name": "vn_days_off", "time_intervals": [
         {"years": [str(today.year)], "months": [months[today.month - 1]], "days_of_month": [str(today.day)],
          "location": "Asia/Ho_Chi_Minh"}]}
-    hook = _Webhook()
+    hook = AlertWebhook()
     am = _Alertmanager(_test_copy(hook, [_always("office_hours"), day_off]), tmp_path / "am")
     try:
         am.post(_data("OnestopDossiersOverdue", "T99.X1"),

@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
 import pytest
+
+from tests.loopback import LoopbackServer, QuietHandler
 import yaml
 
 from streams.mixin.config import DEFAULT_CONFIG
@@ -134,7 +134,7 @@ class _GrafanaStub:
     def __init__(self, folder_exists: bool) -> None:
         requests = self.requests = []
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self, status: int, doc: dict) -> None:
                 body = json.dumps(doc).encode()
                 self.send_response(status)
@@ -164,16 +164,11 @@ class _GrafanaStub:
                     uid = body["dashboard"]["uid"]
                     self._answer(200, {"status": "success", "uid": uid, "version": 1, "url": f"/d/{uid}/x"})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._loopback = LoopbackServer(Handler)
+        self.url = self._loopback.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._loopback.close()
 
 
 @pytest.mark.parametrize("folder_exists", [False, True])

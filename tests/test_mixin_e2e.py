@@ -18,12 +18,10 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import urllib.parse
 import urllib.request
 from collections import defaultdict
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -42,6 +40,7 @@ from streams.mixin.dashboards import all_dashboards, panel_queries
 from streams.mixin.generate import REPO, committed_years, dump_yaml
 from streams.mixin.rules import alert_groups, recording_groups, tally_keys
 from streams.mixin.worktime import calendar_facts
+from tests.loopback import AlertWebhook
 from tests.procs import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.broker
@@ -64,29 +63,6 @@ TEST_CONFIG = replace(
 
 
 # ------------------------------------------------------------------------------------------------ processes
-
-class _Webhook:
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                received.extend((self.path, a["labels"], a["status"]) for a in body.get("alerts", []))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 class _Server:
     """A Debian Prometheus or Alertmanager binary on loopback, stopped by PID."""
@@ -246,7 +222,7 @@ def test_worker_prometheus_alertmanager_end_to_end(kafka_bootstrap: str, topic_p
     facts = calendar_facts(TEST_CONFIG, years)
     (tmp_path / "rules.yml").write_text(dump_yaml({"groups": recording_groups(TEST_CONFIG, facts)}))
     (tmp_path / "alerts.yml").write_text(dump_yaml({"groups": alert_groups(TEST_CONFIG, facts)}))
-    hook = _Webhook()
+    hook = AlertWebhook()
     am_doc = alertmanager_config(TEST_CONFIG, facts)
     for r in am_doc["receivers"]:
         r["webhook_configs"] = [{"url": f"{hook.url}/{r['name']}", "send_resolved": False}]
