@@ -167,7 +167,8 @@ def rebuild_partition(runtime: Any, partition: int) -> None:
 def attach_reference(app: Any, runtime: Any, settings: Any, client_config: dict | None = None) -> ReferenceFollower:
     """Start the follower with the worker and apply its changes on a timer of the worker's event loop."""
     follower = ReferenceFollower(settings.broker, settings.calendar, settings.units, client_config)
-    applied = {"generation": 0, "calendar": runtime.processor.calendar.version}
+    calendar_in_force = getattr(runtime.processor, "calendar", None)  # processors without a calendar ignore it
+    applied = {"generation": 0, "calendar": calendar_in_force.version if calendar_in_force is not None else None}
 
     @app.task
     async def _start_reference() -> None:
@@ -180,8 +181,11 @@ def attach_reference(app: Any, runtime: Any, settings: Any, client_config: dict 
             return
         applied["generation"] = generation
         processor = runtime.processor
-        for code, info in units.items():
-            processor.unit_meta[code] = {"province": info["province"], "level": info["level"]}
+        if hasattr(processor, "unit_meta"):
+            for code, info in units.items():
+                processor.unit_meta[code] = {"province": info["province"], "level": info["level"]}
+        if not hasattr(processor, "set_calendar"):
+            return
         calendar = build_calendar(docs)
         if calendar.version != applied["calendar"]:
             applied["calendar"] = calendar.version
