@@ -362,7 +362,7 @@ def churn(bootstrap: str, base: Path, lines: list[bytes], expected: dict, *, rat
         (0.60, "w3 leaves (SIGTERM)", lambda: stack.stop("w3")),
         (0.70, "kill -9 w2, not restarted (leaves by crashing)",
          lambda: (stack.kill9("w2"), result.__setitem__("seconds_until_crashed_member_removed",
-                                                        round(stack.wait_ghosts_gone(timeout=120), 1)))),
+                                                        round(stack.wait_ghosts_gone(timeout=min(timeout, 600)), 1)))),
         (0.80, "kill -9 w1, restart", lambda: (stack.kill9("w1"), stack.start("w1", wait=False))),
     ]
     kill_steps = [s for s in steps if "kill" in s[1]]
