@@ -997,3 +997,33 @@ def test_a_real_worker_refuses_thousands_of_hostile_records_and_counts_the_rest_
             for w in d.workers:
                 print(f"--- {w.log_path.name}\n{w.log_tail()}")
         d.close()
+
+
+@pytest.mark.broker
+def test_onestop_replay_dead_letters_a_line_bigger_than_a_kafka_record_and_goes_on(kafka_bootstrap, topic_prefix,
+                                                                                   tmp_path) -> None:
+    from kafka import KafkaConsumer
+
+    from streams.publisher import DLQ_MAX_VALUE_BYTES as PUBLISHER_DLQ_MAX
+    from streams.publisher import DossierEventPublisher
+    from streams.replay import replay_file
+    from streams.topics import ensure_topics
+
+    settings = WorkerSettings(topic_prefix=topic_prefix, app_id=topic_prefix + "app")
+    ensure_topics(kafka_bootstrap, settings)
+    doc = copy.deepcopy(RECEIVED_DOCS[0])
+    doc["data"]["padding"] = "x" * 2_000_000  # twice what a Kafka record may hold
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(LINES[0] + b"\n" + _dump(doc) + b"\n" + LINES[1] + b"\n")
+    with DossierEventPublisher(kafka_bootstrap, settings.events, dlq_topic=settings.dlq) as pub:
+        stats = replay_file(path, pub)
+    assert stats.sent == 2 and [(n, reason) for n, reason, _m in stats.invalid] == [(2, "too_large")]
+    consumer = KafkaConsumer(settings.dlq, bootstrap_servers=kafka_bootstrap, group_id=None,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000, fetch_max_bytes=8 << 20,
+                             max_partition_fetch_bytes=8 << 20)
+    records = list(consumer)
+    consumer.close()
+    (record,) = records
+    headers = dict(record.headers)
+    assert headers["x-reason"] == b"too_large" and headers["x-source-line"] == b"2"
+    assert int(headers["x-truncated-value-bytes"]) > 2_000_000 and len(record.value) == PUBLISHER_DLQ_MAX
