@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any
 
 import faust
 from faust.streams import _current_event, current_event
 
 from .clock import Clock, DeadlineSchedule
+from .processor import RecordOutcome  # the runtime's own rejections take the same shape
 from .metrics import PipelineHealth, TallyBook, merge
 from .security import faust_broker_settings
 from .settings import WorkerSettings
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 SCAN_YIELD_EVERY = 2000
 MAX_HEADER_CHARS = 1000
 #: Records handed to the runtime at once (``stream.take_events``), and how long a partial batch may wait. A batch
-#: reads the clock once, writes each touched dossier once and sends its alerts together; per-record Faust and
-#: table overhead is what limited the worker to a few hundred events/s (docs/benchmarks.md). 50 ms keeps
-#: produce-to-/metrics latency far below a second. ONESTOP_BATCH_MAX=1 restores one record at a time.
+#: reads the clock once, writes each touched dossier once and sends its alerts together, which removes part of
+#: the per-record overhead that kept the worker at a few hundred events/s (docs/benchmarks.md). A partial batch
+#: adds at most 50 ms to produce-to-/metrics latency. ONESTOP_BATCH_MAX=1 restores one record at a time.
 BATCH_MAX = int(os.environ.get("ONESTOP_BATCH_MAX", "1000"))
 BATCH_WITHIN = float(os.environ.get("ONESTOP_BATCH_WITHIN", "0.05"))
 #: Linger of Faust's producer (changelog, alerts, DLQ) unless PRODUCER_LINGER is set: with Faust's default of 0
@@ -52,21 +53,6 @@ PRODUCER_LINGER_SECONDS = 0.02
 #: records up to ~1 MiB, so a hostile record near that size needs its copy cut (the header keeps the full size).
 DLQ_MAX_VALUE_BYTES = 900 * 1024
 DLQ_MAX_KEY_BYTES = 1024
-
-
-class _Outcome(NamedTuple):
-    """Fallback outcome for records the runtime rejects itself (same shape as processor.RecordOutcome)."""
-
-    state: bytes | None = None
-    dead_letter: tuple[str, str] | None = None
-    tally_delta: dict = {}
-    alerts: list = []
-    duplicate: bool = False
-    late_arrival: bool = False
-    event_time: datetime | None = None
-    source: str | None = None
-    next_check_at: datetime | None = None
-    dossier_code: str | None = None
 
 
 class PartitionState:
@@ -360,7 +346,7 @@ class Runtime:
         except Exception as exc:
             # A processor bug on one record must not stop the partition; the record is kept in the DLQ.
             log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
-            outcome = _Outcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+            outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
         if outcome.dead_letter is None:
             self._apply(state, code, outcome, existed=stored is not None, alerts=alerts, reschedule=False)
             self.health.record(source=outcome.source, event_time=outcome.event_time, now=now,
@@ -419,7 +405,7 @@ class Runtime:
                     outcome = handle(value, slot[0], now)
             except Exception as exc:
                 log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
-                outcome = _Outcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+                outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
             if outcome.dead_letter is None:
                 if outcome.state is not None:
                     slot[0] = outcome.state

@@ -23,16 +23,18 @@ TallyKey = tuple[str, str, str]
 
 
 class RecordOutcome(NamedTuple):
-    state: bytes | None
-    dead_letter: tuple[str, str] | None
-    tally_delta: dict[TallyKey, int]
-    alerts: list[dict]
-    duplicate: bool
-    late_arrival: bool
-    event_time: datetime | None
-    source: str | None
-    next_check_at: datetime | None
-    dossier_code: str | None
+    """What the runtime does with one record; the defaults describe "nothing to do" (never mutate them)."""
+
+    state: bytes | None = None
+    dead_letter: tuple[str, str] | None = None
+    tally_delta: dict[TallyKey, int] = {}
+    alerts: list[dict] = []
+    duplicate: bool = False
+    late_arrival: bool = False
+    event_time: datetime | None = None
+    source: str | None = None
+    next_check_at: datetime | None = None
+    dossier_code: str | None = None
 
 
 def _rejected(reason: str, message: str, event: ev.Event | None = None) -> RecordOutcome:

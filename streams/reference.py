@@ -130,15 +130,20 @@ class ReferenceFollower(threading.Thread):
         while not self._stop.is_set():
             try:
                 consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                         client_id="onestop-reference", **self.client_config)
+                                         client_id="onestop-reference", fetch_max_wait_ms=1000,
+                                         **self.client_config)
                 parts = [TopicPartition(t, p) for t in (self.calendar_topic, self.units_topic)
                          for p in sorted(consumer.partitions_for_topic(t) or ())]
                 consumer.assign(parts)
                 consumer.seek_to_beginning(*parts)
                 while not self._stop.is_set():
-                    for tp, records in consumer.poll(timeout_ms=1000).items():
+                    batches = consumer.poll(timeout_ms=1000)
+                    for tp, records in batches.items():
                         for r in records:
                             self.apply_record(tp.topic, r.key, r.value)
+                    if not batches:
+                        # Some brokers answer an empty fetch at once: without a pause this thread would spin.
+                        self._stop.wait(1.0)
                 consumer.close()
             except Exception:  # the broker may be away; the data in force stays until it is back
                 log.exception("reference topics unavailable; retrying")

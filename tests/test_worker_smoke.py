@@ -13,9 +13,11 @@ import json
 import time
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+
 
 import pytest
+
+from streams.processor import RecordOutcome
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,17 +32,7 @@ GRANULARITIES = ("month", "quarter", "year")
 
 
 # -- the test double -----------------------------------------------------------------------------------------------
-class Outcome(NamedTuple):
-    state: bytes | None = None
-    dead_letter: tuple[str, str] | None = None
-    tally_delta: dict = {}
-    alerts: list = []
-    duplicate: bool = False
-    late_arrival: bool = False
-    event_time: datetime | None = None
-    source: str | None = None
-    next_check_at: datetime | None = None
-    dossier_code: str | None = None
+Outcome = RecordOutcome  # the double answers in the runtime's record shape
 
 
 def _period(g: str, t: datetime) -> str:
