@@ -131,8 +131,11 @@ def apply(state: DossierState | None, event: ev.Event, ctx: Context) -> tuple[Do
     if len(state.seen) >= ctx.config.max_events_per_dossier:
         raise ev.EventError("too_many_events", f"dossier {state.code!r} already has {len(state.seen)} events")
     _check_timeline(state, event)
-    if event.time > ctx.now + timedelta(seconds=ctx.config.future_tolerance_seconds):
+    horizon = ctx.now + timedelta(seconds=ctx.config.future_tolerance_seconds)
+    if event.time > horizon:
         raise ev.EventError("future_event", f"`$.time` {event.time.isoformat()} is in the future")
+    if _event_instant(event) > horizon:
+        raise ev.EventError("future_event", f"the {event.kind} step is dated in the future ({_event_instant(event).isoformat()})")
 
     new = msgspec.structs.replace(state, seen={**state.seen, kd: event.digest})
     _merge(new, event, kd, ctx)

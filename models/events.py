@@ -320,6 +320,10 @@ def decode_event(raw: bytes | str) -> Event:
     if len(raw) > MAX_EVENT_BYTES:
         raise EventError("too_large", f"record of {len(raw)} bytes exceeds the {MAX_EVENT_BYTES}-byte limit")
     try:
+        raw.decode("utf-8")  # msgspec skips ignored members unread; JSON must be UTF-8 throughout (RFC 8259)
+    except UnicodeDecodeError as exc:
+        raise EventError("bad_json", f"not valid UTF-8 JSON (byte {exc.start})") from None
+    try:
         env = _ENVELOPE.decode(raw)
     except msgspec.ValidationError as exc:
         raise EventError("schema", _schema_message(exc)) from None
@@ -339,6 +343,7 @@ def decode_event(raw: bytes | str) -> Event:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise EventError("bad_json", f"`$.data` is not valid JSON: {exc}") from None
     _check_times(env.time, "$.time")
+    _check_data_times(data, "$.data")
     _check_data(kind, data)
     digest = hashlib.blake2b(
         b"|".join((env.type.encode(), env.time.isoformat().encode(), env.subject.encode(), _ENCODER.encode(data))),
@@ -351,6 +356,18 @@ def decode_event(raw: bytes | str) -> Event:
 def _check_times(t: datetime, field: str) -> None:
     if not EARLIEST <= t < LATEST:
         raise EventError("impossible_timeline", f"`{field}` {t.isoformat()} is outside 2000-01-01..2100-01-01")
+
+
+def _check_data_times(node, path: str) -> None:
+    """Every date-time a payload carries is held to the same 2000-2100 range as the envelope's."""
+    if isinstance(node, datetime):
+        _check_times(node, path)
+    elif isinstance(node, Struct):
+        for name in node.__struct_fields__:
+            _check_data_times(getattr(node, name), f"{path}.{name}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_data_times(item, f"{path}[{i}]")
 
 
 def _check_data(kind: str, data: Struct) -> None:

@@ -220,3 +220,9 @@ def test_the_deadline_clock_knows_when_the_dossier_changes_next():
 def test_facts_merge_is_plain_data():
     state, _ = fold([REC])
     assert msgspec.structs.asdict(state)["code"] == "D-1"
+
+
+def test_a_step_dated_in_the_future_is_refused_even_if_the_envelope_time_is_not():
+    with pytest.raises(EventError) as info:
+        fold([REC, ("processed", "2026-03-05 09:00", {"processing_ended_at": iso("2030-01-01 09:00")})])
+    assert info.value.reason == "future_event"

@@ -123,3 +123,16 @@ def test_schema_rejects_what_the_decoder_rejects(what, record, reason, words):
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     assert list(validator.iter_errors(json.loads(record))), what
+
+
+@pytest.mark.parametrize("record,reason,words", [
+    (mutate(GOOD_RECEIVED, "data.received_at", "2150-01-01T00:00:00+07:00"), "impossible_timeline", ["$.data.received_at"]),
+    (raw("processed", "2026-03-03 09:00", {"processing_ended_at": "9999-01-01T00:00:00+07:00"}), "impossible_timeline",
+     ["$.data.processing_ended_at"]),
+    (json.dumps(GOOD_RECEIVED).encode().replace(b'"data": {', b'"data": {"note": "' + bytes([0xFF]) + b'", ', 1),
+     "bad_json", ["UTF-8"]),
+])
+def test_dates_inside_data_are_range_checked_and_ignored_members_must_be_utf8(record, reason, words):
+    with pytest.raises(ev.EventError) as info:
+        ev.decode_event(record)
+    assert info.value.reason == reason and all(w in info.value.message for w in words), info.value
