@@ -45,6 +45,7 @@ def test_broker_restarted_mid_stream_the_worker_reconnects_and_equals_the_oracle
     _assert_exact(result, len(lines))
 
 
+@pytest.mark.long
 def test_kill_9_repeatedly_with_workers_joining_and_leaving_equals_the_oracle(kafka_bootstrap, topic_prefix,
                                                                               tmp_path, history) -> None:
     lines, expected = history
