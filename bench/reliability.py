@@ -438,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeatable; default: all three")
     parser.add_argument("--kills", type=int, default=6, help="kill -9 count in the churn scenario (>= 4)")
     parser.add_argument("--burst-copies", type=int, default=1, help="the burst sends the history this many times")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="bound of each wait (progress, convergence), seconds")
+    parser.add_argument("--history", type=Path, default=None,
+                        help="keep the simulated history (and its oracle) in this JSON-lines file and reuse it")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "reliability" / "results.json")
     parser.add_argument("--keep", action="store_true", help="keep the broker data and worker logs")
     args = parser.parse_args(argv)
@@ -449,12 +453,24 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(results, indent=2, default=str))
 
     t = time.monotonic()
-    lines = simulate(args.events)
+    cached = args.history is not None and args.history.exists()
+    if cached:
+        lines = [line for line in args.history.read_bytes().splitlines() if line]
+    else:
+        lines = simulate(args.events)
+        if args.history is not None:
+            args.history.write_bytes(b"\n".join(lines) + b"\n")
     results["events"] = len(lines)
     results["simulate_seconds"] = round(time.monotonic() - t, 1)
-    log(f"history: {len(lines):,} events in {results['simulate_seconds']} s")
+    log(f"history: {len(lines):,} events in {results['simulate_seconds']} s{' (reused)' if cached else ''}")
     t = time.monotonic()
-    expected = oracle(lines)
+    oracle_file = args.history.with_name(args.history.name + ".oracle.json") if args.history else None
+    if cached and oracle_file is not None and oracle_file.exists():
+        expected = json.loads(oracle_file.read_bytes())
+    else:
+        expected = oracle(lines)
+        if oracle_file is not None:
+            oracle_file.write_text(json.dumps(expected, default=str))
     results["oracle_seconds"] = round(time.monotonic() - t, 1)
     results["oracle_units"] = len(expected["year:2026"]["units"])
     log(f"oracle: {results['oracle_units']} units in {results['oracle_seconds']} s")
@@ -466,13 +482,15 @@ def main(argv: list[str] | None = None) -> int:
             where = base / name
             try:
                 if name == "broker-restart":
-                    out = broker_restart(where, lines, expected)
+                    out = broker_restart(where, lines, expected, timeout=args.timeout)
                 else:
                     with EmbeddedBroker(where / "broker") as broker:
                         if name == "churn":
-                            out = churn(broker.bootstrap, where / "stack", lines, expected, kills=max(4, args.kills))
+                            out = churn(broker.bootstrap, where / "stack", lines, expected, kills=max(4, args.kills),
+                                        timeout=args.timeout)
                         else:
-                            out = burst(broker.bootstrap, where / "stack", lines, expected, copies=args.burst_copies)
+                            out = burst(broker.bootstrap, where / "stack", lines, expected, copies=args.burst_copies,
+                                        timeout=args.timeout)
             except Exception as exc:  # keep going; the failure is a result too
                 out = {"scenario": name, "error": f"{type(exc).__name__}: {exc}"[:4000]}
             results["runs"].append(out)

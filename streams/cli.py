@@ -233,6 +233,11 @@ def publish_calendar(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Operator calendar document (YAML or JSON)."),
     broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER"),
     topic: str = typer.Option("work-calendar", help="The compacted calendar topic."),
+    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
 ):
     """Validate a calendar document and publish it; workers apply it if its version is newer."""
     from kafka import KafkaProducer
@@ -244,7 +249,9 @@ def publish_calendar(
     except CalendarError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
+                               kafka_sasl_password_file, kafka_ssl_cafile)
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all", **security)
     producer.send(topic, key=f"{doc.calendar_id}:{doc.year}".encode(), value=file.read_bytes()).get(timeout=30)
     producer.close()
     typer.echo(f"published {doc.calendar_id}:{doc.year} version {doc.version} to {topic}")
@@ -255,6 +262,11 @@ def publish_units(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML/JSON list of units: unit_code, name, level, province_code, parent_unit_code."),
     broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER"),
     topic: str = typer.Option("unit-registry", help="The compacted unit registry topic."),
+    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
 ):
     """Validate a unit registry and publish one record per unit."""
     import json
@@ -277,7 +289,9 @@ def publish_units(
     if not records:
         typer.echo("error: the file must hold a non-empty list of units", err=True)
         raise typer.Exit(2)
-    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
+                               kafka_sasl_password_file, kafka_ssl_cafile)
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all", **security)
     for key, raw in records:
         producer.send(topic, key=key, value=raw)
     producer.flush()

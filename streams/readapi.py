@@ -19,7 +19,7 @@ from faust import web
 
 from .clock import parse_instant
 from .metrics import CONTENT_TYPE_LATEST, current_periods, render
-from .security import api_token, bearer_ok
+from .security import SecurityConfigError, api_token, bearer_ok
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
 
@@ -123,7 +123,9 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
     """
     settings = runtime.settings
     token = api_token(settings)
-    guard_metrics = bool(token) and bool(getattr(settings, "metrics_require_token", False))
+    guard_metrics = bool(getattr(settings, "metrics_require_token", False))
+    if guard_metrics and not token:
+        raise SecurityConfigError("metrics_require_token needs api_token or api_token_file")
 
     def refused(request: web.Request) -> Response | None:
         return None if bearer_ok(request.headers.get("Authorization"), token) else _unauthorized()

@@ -36,7 +36,7 @@ from typing import Any
 import msgspec.inspect as mi
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from models import events as ev
@@ -181,22 +181,18 @@ class Generator:
 
     # -- categories refused by decode_event alone ----------------------------------------------------------------
     def invalid_utf8(self) -> Hostile:
-        """Bytes that are not UTF-8 inside a value the decoder must read, or where a value must start.
-
-        (Inside a member the contract ignores, msgspec skips them unread and the record is accepted: a known gap,
-        docs/reliability.md.)
-        """
+        """Bytes that are not UTF-8: inside a value the decoder reads, or anywhere (a member name, an ignored
+        member, between tokens), where msgspec would skip them unread if the contract did not check first."""
         doc = self.base()
         bad = self.rng.choice([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf8\x88\x80\x80\x80", b"\x80"])
         raw = _dump(doc)
-        if self.rng.random() < 0.6:
+        if self.rng.random() < 0.4:
             name = self.rng.choice(["id", "source", "type", "subject", "time"])
             marker = f'"{name}":"{doc[name]}'.encode()
             cut = len(f'"{name}":"'.encode()) + self.rng.randrange(0, len(str(doc[name])) + 1)
             raw = raw.replace(marker, marker[:cut] + bad + marker[cut:], 1)
         else:
-            starts = [i + 1 for i in range(len(raw) - 1) if raw[i:i + 2] == b'":']
-            i = self.rng.choice(starts) + 1
+            i = self.rng.randrange(1, len(raw))
             raw = raw[:i] + bad + raw[i:]
         return self.make("invalid_utf8", raw, {"bad_json", "schema"}, key=doc["subject"].encode())
 
@@ -214,16 +210,25 @@ class Generator:
         return self.make("huge", doc, {"too_large"})
 
     def deep(self) -> Hostile:
+        """Deep nesting as a value the contract reads (refused at the first bracket), or in a member it ignores
+        (refused because msgspec stops at the interpreter's recursion limit: ~1,000 by default, ~2,000 under
+        hypothesis, so the ignored member is 5,000 to 30,000 deep)."""
         doc = self.base()
-        depth = self.rng.randrange(1_000, 20_000)
-        opener, closer = self.rng.choice([("[", "]"), ('{"a":', "}")])
-        nested = opener * depth + ("1" if opener != "[" else "") + closer * depth
         raw = _dump(doc)
-        target = self.rng.choice([b'"data":{', b'"subject":', b'{'])
-        if target == b'"subject":':
-            raw = raw.replace(f'"subject":"{doc["subject"]}"'.encode(), b'"subject":' + nested.encode(), 1)
+        if self.rng.random() < 0.5:
+            depth = self.rng.randrange(1_000, 20_000)
+            opener, closer = self.rng.choice([("[", "]"), ('{"a":', "}")])
+            nested = (opener * depth + ("1" if opener != "[" else "") + closer * depth).encode()
+            if opener == '{"a":' or self.rng.random() < 0.5:  # a code must be a string
+                raw = raw.replace(f'"subject":"{doc["subject"]}"'.encode(), b'"subject":' + nested, 1)
+            else:  # data must be an object
+                raw = raw.replace(b'"data":{', b'"data":' + nested + b',"x":{', 1)
         else:
-            raw = raw.replace(target, target + b'"nested":' + nested.encode() + b",", 1)
+            opener, closer, low, high = self.rng.choice([("[", "]", 5_000, 30_000), ('{"a":', "}", 5_000, 12_000)])
+            depth = self.rng.randrange(low, high)
+            nested = (opener * depth + ("1" if opener != "[" else "") + closer * depth).encode()
+            target = self.rng.choice([b'"data":{', b"{"])
+            raw = raw.replace(target, target + b'"nested":' + nested + b",", 1)
         return self.make("deep", raw, {"bad_json", "schema", "too_large"}, key=doc["subject"].encode())
 
     def wrong_type(self) -> Hostile:
@@ -383,12 +388,11 @@ class Generator:
         ])
         doc = {**rec, "type": ev.TYPE_PREFIX + kind, "time": rec["time"], "data": data}
         doc.pop("sequence", None)
-        return self.make("far_past_data_time", self.new_id(doc), {"impossible_timeline"}, decode_refused=False,
-                         needs_state=True)
+        return self.make("far_past_data_time", self.new_id(doc), {"impossible_timeline"}, needs_state=True)
 
     def future_data_time(self) -> Hostile:
-        """A step whose own instant lies years after the envelope time, even after 2100 (a known gap: not refused
-        consistently, see docs/reliability.md; used by the no-crash test, not by the refusal tests)."""
+        """A step whose own instant lies years after the envelope time: after 2100 the contract refuses it, before
+        that the dossier does (a processed date in 2030 would otherwise end the dossier today)."""
         rec = self.received()
         year = self.rng.choice([2030, 2099, 2101, 5000, 9999])
         stamp = f"{year:04d}-12-31T23:59:59{self.rng.choice(['+07:00', '-07:00', '+00:00'])}"
@@ -399,8 +403,8 @@ class Generator:
         ])
         doc = {**rec, "type": ev.TYPE_PREFIX + kind, "time": rec["time"], "data": data}
         doc.pop("sequence", None)
-        return self.make("future_data_time", self.new_id(doc), {"impossible_timeline", "future_event", "processor_error"},
-                         decode_refused=False, needs_state=True, batch_ok=False)
+        return self.make("future_data_time", self.new_id(doc), {"impossible_timeline", "future_event"},
+                         decode_refused=False, needs_state=True)
 
     def absurd_limit(self) -> Hostile:
         """A time limit that is valid by the schema but ends after the calendar's last year (2100)."""
@@ -436,7 +440,8 @@ def _breaks_code(payload: str, *, source: bool) -> bool:
 DECODE_CATEGORIES = ("invalid_utf8", "truncated", "huge", "deep", "wrong_type", "missing_field", "strict_extra_field",
                      "naive_time", "far_envelope_time", "bad_time_limit", "unknown_enum", "unknown_type", "injection",
                      "non_object", "garbage", "inverted_times")
-APPLY_CATEGORIES = ("future_event", "impossible_sequence", "conflicting_duplicate", "far_past_data_time", "absurd_limit")
+APPLY_CATEGORIES = ("future_event", "impossible_sequence", "conflicting_duplicate", "far_past_data_time",
+                    "future_data_time", "absurd_limit")
 KAFKA_CATEGORIES = ("key_mismatch", "missing_key", "tombstone")
 ALL_CATEGORIES = DECODE_CATEGORIES + APPLY_CATEGORIES + KAFKA_CATEGORIES
 
@@ -566,8 +571,10 @@ def test_ten_thousand_hostile_records_are_each_refused_with_their_reason(loaded:
     by_category: Counter = Counter()
     by_reason: Counter = Counter()
 
+    # No shrink phase: the assertion message carries the record already, and shrinking a batch of 25 can take
+    # minutes, past the suite's per-test timeout.
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
     @given(st.lists(hostile_records(), min_size=BATCH, max_size=BATCH))
     def throw(batch: list[Hostile]) -> None:
         for h in batch:
@@ -661,38 +668,6 @@ def test_memory_stays_flat_while_hostile_records_stream_through(loaded: Ingest, 
     assert end - start < 2_000_000
     assert peak - start < 20_000_000  # one record at a time: the largest is 300 kB plus its parse
     assert len(ingest.runtime.health.rejected.values) <= len(ev.EventError.REASONS) + 4
-
-
-def test_step_dates_beyond_the_calendar_never_escape_the_ingest_path(oracle: dict) -> None:
-    """Known gap (docs/reliability.md): a step dated years ahead is not refused consistently. What must hold
-    regardless: nothing escapes ``on_event``, each such record is applied or dead-lettered once, and the worker
-    goes on counting the valid events that follow exactly."""
-    ingest = Ingest()
-    outcomes: Counter = Counter()
-    try:
-        targets = {}
-        for seed in range(60):
-            h = Generator(random.Random(seed)).future_data_time()
-            targets.setdefault(h.key, []).append(h)
-        for line in LINES:
-            ingest.send(line, _subject_key(line))
-        for key, records in targets.items():
-            for h in records:
-                before = len(ingest.dlq)
-                ingest.send(h.value, h.key)
-                outcomes[ingest.dlq[-1][2]["x-reason"].decode() if len(ingest.dlq) > before else "applied"] += 1
-        print(f"\nsteps dated 2030..9999: {dict(outcomes)}")
-        assert sum(outcomes.values()) == 60 and set(outcomes) <= {"applied", "impossible_timeline", "future_event",
-                                                                   "processor_error"}
-        # Later valid traffic still flows: a fresh copy of the sample under new codes is counted as the sample is.
-        for line in LINES[:200]:
-            doc = json.loads(line)
-            doc["subject"] = "Z" + doc["subject"]
-            before = len(ingest.dlq)
-            ingest.send(_dump(doc), doc["subject"].encode())
-            assert len(ingest.dlq) == before
-    finally:
-        ingest.close()
 
 
 def test_a_dlq_copy_too_big_for_a_kafka_record_is_cut_and_says_so() -> None:
@@ -797,7 +772,8 @@ def test_onestop_validate_reports_every_hostile_line_with_its_reason(tmp_path) -
 
 
 def test_onestop_score_on_a_hostile_file_reports_them_and_scores_the_valid_lines(tmp_path, oracle: dict) -> None:
-    cats = DECODE_CATEGORIES + ("future_event", "impossible_sequence", "conflicting_duplicate", "far_past_data_time")
+    cats = DECODE_CATEGORIES + ("future_event", "impossible_sequence", "conflicting_duplicate", "far_past_data_time",
+                                "future_data_time")
     records = [h for h in corpus(1_500, seed=77, categories=cats) if _file_safe(h) and h.batch_ok]
     lines = [(h.value, h) for h in records if not h.needs_state] + [(line, None) for line in LINES] + \
         [(h.value, h) for h in records if h.needs_state]

@@ -8,6 +8,7 @@ so docs/reliability.md says what remains to check on a production broker.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import re
@@ -177,6 +178,16 @@ def test_the_worker_app_is_built_with_the_credentials(tmp_path) -> None:
     assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == ("u", "p")
 
 
+def test_metrics_behind_a_token_without_a_token_is_refused_at_start(tmp_path) -> None:
+    from streams.app import build_app
+    from streams.clock import FrozenClock
+    from streams.processor import Processor
+
+    with pytest.raises(SecurityConfigError, match="metrics_require_token needs api_token"):
+        build_app(WorkerSettings(data_dir=tmp_path / "data", metrics_require_token=True), Processor(),
+                  FrozenClock(datetime.datetime.fromisoformat(SAMPLE_AT)))
+
+
 @pytest.mark.parametrize("env, message", [
     ({"ONESTOP_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "kafka_sasl_username and kafka_sasl_password"),
     ({"ONESTOP_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ONESTOP_KAFKA_SASL_USERNAME": "u",
@@ -280,6 +291,34 @@ def test_admin_clients_speak_verified_tls_to_the_broker(tmp_path, tls_endpoint, 
     with pytest.raises(Exception):
         ensure_topics(wrong.broker, wrong, timeout=2)
     assert tls_endpoint.handshakes and not any(h.startswith("ok") for h in tls_endpoint.handshakes)
+
+def test_the_workers_aiokafka_clients_speak_verified_tls(tmp_path, tls_endpoint) -> None:
+    """The client Faust builds for every consumer and producer, from the worker's own credentials."""
+    from aiokafka import AIOKafkaClient
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    async def connect(settings: WorkerSettings) -> None:
+        auth = credentials_to_aiokafka_auth(faust_broker_settings(settings)["broker_credentials"])
+        client = AIOKafkaClient(bootstrap_servers=settings.broker, request_timeout_ms=2000, **auth)
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout=10)
+        except Exception:  # the endpoint is no Kafka broker: the point is the handshake before that
+            pass
+        finally:
+            await client.close()
+
+    def handshakes_after(settings: WorkerSettings) -> list[str]:
+        tls_endpoint.handshakes.clear()
+        asyncio.run(connect(settings))
+        # The endpoint's thread records the outcome right after the handshake; give it a moment under load.
+        wait_for(lambda: tls_endpoint.handshakes, timeout=10, interval=0.1, what="a TLS handshake attempt")
+        return list(tls_endpoint.handshakes)
+
+    good = handshakes_after(_ssl_settings(tmp_path, tls_endpoint.port, TEST_CA_PEM))
+    assert any(h.startswith("ok TLSv1.") for h in good), good
+    wrong = handshakes_after(_ssl_settings(tmp_path, tls_endpoint.port, OTHER_CA_PEM))
+    assert not any(h.startswith("ok") for h in wrong), wrong
+
 
 def test_kafka_ssl_context_checks_hostnames_unless_told_not_to(tmp_path) -> None:
     ca = tmp_path / "ca.pem"
