@@ -28,7 +28,8 @@ from faust.streams import _current_event, current_event
 from .clock import Clock, DeadlineSchedule
 from .processor import RecordOutcome  # the runtime's own rejections take the same shape
 from .metrics import PipelineHealth, TallyBook, merge
-from .security import faust_broker_settings
+from .repairs import install_closed_transport_repair, rebuild_partitions_ahead_of_changelog
+from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
 
 __all__ = ["build_app", "Runtime", "PartitionState"]
@@ -609,9 +610,11 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
 
     from .reference import attach_reference
 
-    attach_reference(app, runtime, settings)
+    attach_reference(app, runtime, settings, kafka_client_config(settings))  # its consumer needs SASL/TLS too
     _rewind_partitions_never_committed(app, settings.events)
     _watch_recovery(app)
+    install_closed_transport_repair()
+    rebuild_partitions_ahead_of_changelog(app)
     registry = metrics_mod.new_registry(runtime)
     readapi.register(app, runtime, registry)
     return app

@@ -238,3 +238,30 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_processing_goes_on(de
     want = score_document(replay(list(enumerate(good, 1)), ctx), "year:2026", ctx)
     wait_for(lambda: w.get_json("/figures?period=year:2026")["units"] == want["units"], timeout=60,
              what="valid events around the bad ones counted")
+
+
+def test_a_changelog_that_lost_acknowledged_records_is_restored_from_not_crashed_on(deployment, oracle):
+    """The broker loses changelog records it had acknowledged (here: the whole changelog and the group's offsets,
+    as after an unclean broker recovery). The local store is then ahead of the changelog; Faust alone would stop
+    the worker with ConsistencyError at every start. The worker drops that local copy, restores from the changelog,
+    processes the uncommitted source records again, and ends exactly on the oracle's figures."""
+    from kafka import KafkaAdminClient
+
+    w = deployment.worker()
+    port = w.web_port
+    deployment.publish(sample_lines())
+    wait_equal(w, oracle)
+    w.stop()
+    admin = KafkaAdminClient(bootstrap_servers=deployment.bootstrap)
+    try:
+        admin.delete_topics([deployment.settings.changelog])
+        wait_for(lambda: deployment.settings.changelog not in admin.list_topics(), timeout=30, what="changelog gone")
+        admin.delete_groups([deployment.settings.app_id])
+    finally:
+        admin.close()
+    ensure_topics(deployment.bootstrap, deployment.settings)
+    w2 = deployment.worker(name="w1", port=port)  # same data dir: the local store still holds every dossier
+    wait_equal(w2, oracle)
+    assert w2.alive()
+    log = w2.log_path.read_text(errors="replace")
+    assert "the broker lost acknowledged records" in log and "ConsistencyError" not in log

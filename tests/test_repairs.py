@@ -1,0 +1,97 @@
+"""The client-library repairs of streams/repairs.py: each shows the failure it exists for, then that it is gone.
+
+The broker-restart fault test (tests/test_faults.py) is the end-to-end proof; these pin the mechanisms, so a
+library upgrade that changes the patched surfaces fails here with a clear name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+from aiokafka.conn import AIOKafkaConnection
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.metadata import MetadataRequest
+
+from streams.repairs import install_closed_transport_repair
+
+
+async def _connection_whose_broker_went_away() -> tuple[AIOKafkaConnection, asyncio.Future, asyncio.AbstractServer]:
+    """An aiokafka connection with one request in flight, whose transport has just been closed."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = AIOKafkaConnection("127.0.0.1", port)
+    conn._reader, conn._writer = reader, writer
+    conn._read_task = asyncio.ensure_future(asyncio.sleep(3600))
+    conn._versions = {MetadataRequest.API_KEY: (0, 1)}
+    in_flight = asyncio.ensure_future(conn.send(MetadataRequest([])))
+    await asyncio.sleep(0)
+    writer.transport.close()
+    await asyncio.sleep(0.05)
+    return conn, in_flight, server
+
+
+def test_under_uvloop_a_write_on_a_closed_transport_escapes_aiokafka_unrepaired() -> None:
+    """Why the repair exists: aiokafka catches OSError only, uvloop raises RuntimeError."""
+    original = getattr(AIOKafkaConnection.send, "__wrapped__", AIOKafkaConnection.send)
+
+    async def scenario() -> None:
+        conn, in_flight, server = await _connection_whose_broker_went_away()
+        try:
+            with pytest.raises(RuntimeError):
+                original(conn, MetadataRequest([]))
+        finally:
+            in_flight.cancel()
+            conn._read_task.cancel()
+            server.close()
+
+    uvloop.run(scenario())
+
+
+def test_repaired_the_write_is_a_connection_error_and_fails_what_was_in_flight() -> None:
+    install_closed_transport_repair()
+    install_closed_transport_repair()  # idempotent: one wrapper, not two
+    assert not hasattr(AIOKafkaConnection.send.__wrapped__, "__wrapped__")
+
+    async def scenario() -> tuple[BaseException | None, bool]:
+        conn, in_flight, server = await _connection_whose_broker_went_away()
+        try:
+            with pytest.raises(KafkaConnectionError, match="broken"):
+                conn.send(MetadataRequest([]))
+            await asyncio.wait([in_flight], timeout=5)
+            return in_flight.exception(), conn.connected()
+        finally:
+            server.close()
+
+    pending_error, connected = uvloop.run(scenario())
+    # aiokafka's callers retry on KafkaConnectionError: the metadata task survives and the request is re-sent.
+    assert isinstance(pending_error, KafkaConnectionError)
+    assert connected is False
+
+
+def test_a_runtime_error_on_an_open_transport_is_not_disguised() -> None:
+    install_closed_transport_repair()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        conn = AIOKafkaConnection("127.0.0.1", port)
+        conn._reader, conn._writer = reader, writer
+        conn._versions = {MetadataRequest.API_KEY: (0, 1)}
+
+        def write(data: bytes) -> None:
+            raise RuntimeError("a bug elsewhere")
+
+        writer.write = write  # the transport itself stays open
+        conn._read_task = asyncio.ensure_future(asyncio.sleep(3600))
+        try:
+            with pytest.raises(RuntimeError, match="a bug elsewhere"):
+                conn.send(MetadataRequest([]))
+        finally:
+            conn.close()
+            server.close()
+
+    uvloop.run(scenario())
