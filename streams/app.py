@@ -28,7 +28,8 @@ from faust.streams import _current_event, current_event
 from .clock import Clock, DeadlineSchedule
 from .processor import RecordOutcome  # the runtime's own rejections take the same shape
 from .metrics import PipelineHealth, TallyBook, merge
-from .repairs import install_closed_transport_repair, rebuild_partitions_ahead_of_changelog
+from .repairs import (install_closed_transport_repair, install_complete_buffer_flush,
+                      rebuild_partitions_ahead_of_changelog)
 from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
 
@@ -421,13 +422,19 @@ class Runtime:
             state = owned[partition]
             if changed and state is not None:
                 self._put(partition, state, code, stored, existed)
+        # Count the refusals with the batch's other counters, before the first await: a scrape must never see a
+        # batch's records as processed and its refusals not yet counted.
+        for record in dead:
+            health.reject(record[3])
         await self._send_alerts(alerts)
         for record in dead:
-            await self._dead_letter(*record)
+            await self._dead_letter(*record, counted=True)
 
     # -- output topics -----------------------------------------------------------------------------------------
-    async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str) -> None:
-        self.health.reject(reason)
+    async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str, *,
+                           counted: bool = False) -> None:
+        if not counted:
+            self.health.reject(reason)
         headers = {
             "x-reason": reason.encode(),
             "x-error": str(error)[:MAX_HEADER_CHARS].encode(),
@@ -614,6 +621,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     _rewind_partitions_never_committed(app, settings.events)
     _watch_recovery(app)
     install_closed_transport_repair()
+    install_complete_buffer_flush()
     rebuild_partitions_ahead_of_changelog(app)
     registry = metrics_mod.new_registry(runtime)
     readapi.register(app, runtime, registry)

@@ -11,7 +11,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["install_closed_transport_repair", "rebuild_partitions_ahead_of_changelog"]
+__all__ = ["install_closed_transport_repair", "install_complete_buffer_flush", "rebuild_partitions_ahead_of_changelog"]
 
 _MARK = "_onestop_closed_transport_repair"
 
@@ -48,6 +48,63 @@ def install_closed_transport_repair() -> None:
     setattr(send, _MARK, True)
     send.__wrapped__ = original  # type: ignore[attr-defined]
     aioconn.AIOKafkaConnection.send = send
+
+
+#: Seconds between warnings while a flush waits on a producer buffer that does not drain.
+FLUSH_WARN_SECONDS = 30.0
+
+
+def install_complete_buffer_flush() -> None:
+    """Make Faust's producer-buffer flush wait until every buffered record was handed to the client.
+
+    Faust flushes the producer before committing source offsets, so that the changelog holds every state the
+    committed records produced. But ``ProducerBuffer.flush`` gives up as soon as one record takes longer than
+    0.1 s to hand over (a busy loop, a broker slow to answer), and even when it waits, "empty" means only that the
+    last record left the queue, not that it reached the client's batches that the client's own flush waits for.
+    The commit then goes ahead with changelog records still on their way, and a ``kill -9`` at that moment loses
+    those states for good: the restarted worker rebuilds from the changelog and never sees the committed records
+    again (seen as one missing rating after a kill -9 in tests/test_worker_smoke.py). Counting the records in
+    hand-over and waiting for the queue and that count to reach zero keeps "committed implies in the changelog".
+    While the broker is away the commit waits, which is what at-least-once needs. Must run before the producer
+    starts (its sending task binds the hand-over method when it starts). Idempotent.
+    """
+    import asyncio
+    import time
+
+    from faust.transport.producer import ProducerBuffer
+
+    original_flush, original_send = ProducerBuffer.flush, ProducerBuffer._send_pending
+    if getattr(original_flush, _MARK, False):
+        return
+
+    async def send_pending(self: Any, fut: Any) -> None:
+        self._onestop_in_flight = getattr(self, "_onestop_in_flight", 0) + 1
+        try:
+            await original_send(self, fut)
+        finally:
+            self._onestop_in_flight -= 1
+
+    async def flush(self: Any) -> None:
+        warned_at = started = time.monotonic()
+        while self.size or getattr(self, "_onestop_in_flight", 0):
+            if self.size:
+                await self.flush_atmost(None)  # raises if the buffer stopped with records left, as before
+            else:
+                self.message_sent.clear()
+                try:
+                    await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+                except asyncio.TimeoutError:
+                    pass
+            if time.monotonic() - warned_at >= FLUSH_WARN_SECONDS:
+                warned_at = time.monotonic()
+                log.warning("producer buffer still holds %d records after %.0f s; offsets wait for them",
+                            self.size + getattr(self, "_onestop_in_flight", 0), warned_at - started)
+
+    for fn, orig in ((flush, original_flush), (send_pending, original_send)):
+        setattr(fn, _MARK, True)
+        fn.__wrapped__ = orig  # type: ignore[attr-defined]
+    ProducerBuffer._send_pending = send_pending
+    ProducerBuffer.flush = flush
 
 
 def rebuild_partitions_ahead_of_changelog(app: Any) -> None:

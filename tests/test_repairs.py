@@ -14,7 +14,7 @@ from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from streams.repairs import install_closed_transport_repair
+from streams.repairs import install_closed_transport_repair, install_complete_buffer_flush
 
 
 async def _connection_whose_broker_went_away() -> tuple[AIOKafkaConnection, asyncio.Future, asyncio.AbstractServer]:
@@ -95,3 +95,61 @@ def test_a_runtime_error_on_an_open_transport_is_not_disguised() -> None:
             server.close()
 
     uvloop.run(scenario())
+
+
+def _slow_buffer(seconds_per_record: float):
+    """Faust's real ProducerBuffer, running, whose records take a while each to reach the client."""
+    from types import SimpleNamespace
+
+    from faust.transport.producer import ProducerBuffer
+
+    sent: list = []
+
+    class SlowChannel:
+        async def publish_message(self, fut, wait: bool = False) -> None:
+            await asyncio.sleep(seconds_per_record)
+            sent.append(fut)
+
+    buffer = ProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+    channel = SlowChannel()
+    records = [SimpleNamespace(message=SimpleNamespace(channel=channel)) for _ in range(3)]
+    return buffer, records, sent
+
+
+def test_unrepaired_faust_flush_returns_before_every_record_reached_the_client() -> None:
+    """Why the repair exists: a commit after this flush would cover changelog records still on their way."""
+    from faust.transport.producer import ProducerBuffer
+
+    original = getattr(ProducerBuffer.flush, "__wrapped__", ProducerBuffer.flush)
+
+    async def scenario() -> int:
+        buffer, records, sent = _slow_buffer(0.3)
+        await buffer.start()
+        for r in records:
+            buffer.put(r)
+        await original(buffer)
+        reached = len(sent)
+        await asyncio.sleep(1.5)  # let it drain: stopping a buffer with records left raises
+        await buffer.stop()
+        return reached
+
+    assert asyncio.run(scenario()) < 3
+
+
+def test_repaired_flush_returns_only_when_every_record_reached_the_client() -> None:
+    install_complete_buffer_flush()
+    install_complete_buffer_flush()  # idempotent
+
+    async def scenario() -> tuple[int, int]:
+        buffer, records, sent = _slow_buffer(0.3)
+        await buffer.start()
+        try:
+            for r in records:
+                buffer.put(r)
+            await buffer.flush()
+            return buffer.size, len(sent)
+        finally:
+            await buffer.stop()
+
+    assert asyncio.run(scenario()) == (0, 3)
