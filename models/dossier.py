@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import NamedTuple
 
 import msgspec
@@ -362,6 +363,9 @@ class View:
     limit_working_seconds: float
     calendar: WorkCalendar = field(repr=False)
     config: MonitorConfig = field(repr=False)
+    # judge(t) memo: a handle judges the same view at the same few instants many times (every carried-over period
+    # ending after ``now``, the live bucket, alerts, the next deadline). Views are never mutated after ``evaluate``.
+    _judged: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def is_open(self) -> bool:
@@ -376,6 +380,16 @@ class View:
 
     def judge(self, t: datetime) -> Judgement:
         """The 766 test (spec §2.7) as of instant ``t``: ended dossiers by their adjusted end, open ones at ``t``."""
+        memo = self._judged
+        key = None if self.end_at is not None else t  # an ended dossier's judgement does not depend on ``t``
+        j = memo.get(key)
+        if j is None:
+            if len(memo) >= 64:  # a long-lived view judged at ever new instants must not grow without bound
+                memo.clear()
+            j = memo[key] = self._judge(t)
+        return j
+
+    def _judge(self, t: datetime) -> Judgement:
         repeated_late = self.config.repeated_supplement_is_late and self.supplement_requests > 1
         if self.end_at is not None:
             adjusted = self.end_at - timedelta(seconds=sum((b - a).total_seconds() for a, b in self.paused if b <= self.end_at))
@@ -402,19 +416,56 @@ class View:
         return "within"
 
     def due_soon_at(self, effective_due: datetime) -> datetime:
-        cal = self.calendar
-        day = _standard_day_seconds(cal, effective_due)
-        threshold = max(self.config.due_soon_min_working_days * day, self.config.due_soon_fraction * self.limit_working_seconds)
-        return subtract_working_seconds(cal, effective_due, threshold)
+        cfg = self.config
+        return _due_soon_at(self.calendar, effective_due, effective_due.tzinfo, cfg.due_soon_min_working_days,
+                            cfg.due_soon_fraction, self.limit_working_seconds)
 
     def overdue_working_seconds(self, t: datetime) -> float:
         due = self.effective_due_at(t)
         return max(0.0, self.calendar.working_seconds_between(due, t)) if t > due else 0.0
 
 
+# Calendar walks are the costliest part of judging a dossier, and every event of a dossier (and the clock, and both
+# sides of an event's ``after - before``) asks for the same few: memoised per calendar *object* (calendars are
+# immutable; a new version is a new object, so a stale entry is never read). ``tzinfo`` is part of each key because
+# equal instants with other offsets compare equal, and a cached result must keep the offset the caller would get.
+CALENDAR_MEMO_SIZE = 16384
+
+
+@lru_cache(maxsize=CALENDAR_MEMO_SIZE, typed=True)
+def _due_soon_at(cal: WorkCalendar, effective_due: datetime, _tz, min_days: float, fraction: float,
+                 limit_working_seconds: float) -> datetime:
+    day = _standard_day_seconds(cal, effective_due)
+    threshold = max(min_days * day, fraction * limit_working_seconds)
+    return subtract_working_seconds(cal, effective_due, threshold)
+
+
 def apology_deadline(cal: WorkCalendar, original_due: datetime, cfg: MonitorConfig) -> datetime:
     """Latest time an apology slip may be issued to count as notice (spec §2.8: one working day before the due)."""
-    return subtract_working_seconds(cal, original_due, cfg.apology_notice_working_days * _standard_day_seconds(cal, original_due))
+    return _apology_deadline(cal, original_due, original_due.tzinfo, cfg.apology_notice_working_days)
+
+
+@lru_cache(maxsize=CALENDAR_MEMO_SIZE, typed=True)
+def _apology_deadline(cal: WorkCalendar, original_due: datetime, _tz, notice_days: float) -> datetime:
+    return subtract_working_seconds(cal, original_due, notice_days * _standard_day_seconds(cal, original_due))
+
+
+@lru_cache(maxsize=CALENDAR_MEMO_SIZE, typed=True)
+def _limit_terms(cal: WorkCalendar, received_at: datetime, _tz, due_at: datetime, _due_tz, recompute: bool,
+                 limit_value: float | None, limit_unit: str | None) -> tuple[datetime, float]:
+    """(original due, working seconds from reception to it): what ``evaluate`` needs from the calendar."""
+    original_due = cal.due_from_limit(received_at, limit_value, limit_unit) if recompute else due_at
+    return original_due, max(0.0, cal.working_seconds_between(received_at, original_due))
+
+
+@lru_cache(maxsize=CALENDAR_MEMO_SIZE)
+def _working_seconds(cal: WorkCalendar, a: datetime, b: datetime) -> float:
+    return cal.working_seconds_between(a, b)
+
+
+def working_seconds_between(cal: WorkCalendar, a: datetime, b: datetime) -> float:
+    """``cal.working_seconds_between(a, b)``, memoised (a float of the instants alone: offsets need no key)."""
+    return _working_seconds(cal, a, b)
 
 
 def _standard_day_seconds(cal: WorkCalendar, t: datetime) -> float:
@@ -484,11 +535,12 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
             else:
                 paused.append((req, done))
     paused.sort()
-    original_due = rec.due_at
-    if rec.due_source == "computed" and rec.limit_value is not None:
-        # A due date this product computed follows the calendar in force (an operator's corrected calendar must
-        # move it); a due date printed on the receipt slip never moves.
-        original_due = cal.due_from_limit(rec.received_at, rec.limit_value, rec.limit_unit)
+    # A due date this product computed follows the calendar in force (an operator's corrected calendar must
+    # move it); a due date printed on the receipt slip never moves.
+    recompute = rec.due_source == "computed" and rec.limit_value is not None
+    original_due, limit_working_seconds = _limit_terms(
+        cal, rec.received_at, rec.received_at.tzinfo, rec.due_at, rec.due_at.tzinfo, recompute,
+        rec.limit_value if recompute else None, rec.limit_unit if recompute else None)
     judged_due = original_due
     in_time_apology = False
     if state.reschedules:
@@ -518,7 +570,7 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
         digitized=state.digitized, reused_data=state.reused_data, personal_store=state.personal_store,
         population_db=state.population_db, rated=state.rating is not None,
         satisfied=state.rating[2] if state.rating is not None else None,
-        limit_working_seconds=max(0.0, cal.working_seconds_between(rec.received_at, original_due)),
+        limit_working_seconds=limit_working_seconds,
         calendar=cal, config=cfg,
     )
 
@@ -534,14 +586,15 @@ def alerts_at(state: DossierState, ctx: Context) -> frozenset[Alert]:
 
 def alerts_of(view: View, now: datetime) -> frozenset[Alert]:
     out = []
-    due_id = view.judged_due_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     j = view.judge(now)
-    if j.bucket == "open_due_soon":
-        out.append(Alert(f"{view.code}:due_soon:{due_id}", "due_soon"))
-    if j.bucket == "open_overdue":
-        out.append(Alert(f"{view.code}:overdue:{due_id}", "overdue"))
-    if j.bucket in ("open_overdue", "ended_late") and not view.apology_in_time and view.end_kind not in ("stopped", "withdrawn"):
-        out.append(Alert(f"{view.code}:apology_missing:{due_id}", "apology_missing"))
+    if j.bucket in ("open_due_soon", "open_overdue", "ended_late"):  # the only ones whose id names the due date
+        due_id = _due_id(view.judged_due_at)
+        if j.bucket == "open_due_soon":
+            out.append(Alert(f"{view.code}:due_soon:{due_id}", "due_soon"))
+        if j.bucket == "open_overdue":
+            out.append(Alert(f"{view.code}:overdue:{due_id}", "overdue"))
+        if j.bucket != "open_due_soon" and not view.apology_in_time and view.end_kind not in ("stopped", "withdrawn"):
+            out.append(Alert(f"{view.code}:apology_missing:{due_id}", "apology_missing"))
     if view.supplement_requests > 1:
         out.append(Alert(f"{view.code}:repeated_supplement", "repeated_supplement"))
     if view.reschedules > 1:
@@ -570,7 +623,16 @@ def next_change_at(state: DossierState, ctx: Context, view: View | None = None) 
     return min(future) if future else None
 
 
+def _due_id(due: datetime) -> str:
+    return due.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
 def next_month_start(t: datetime) -> datetime:
+    return _next_month_start(t)
+
+
+@lru_cache(maxsize=256)  # the result depends on the instant alone; a batch of events shares one ``now``
+def _next_month_start(t: datetime) -> datetime:
     local = t.astimezone(TZ)
     y, m = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
     return datetime(y, m, 1, tzinfo=TZ)

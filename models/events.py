@@ -360,14 +360,35 @@ def _check_times(t: datetime, field: str) -> None:
 
 def _check_data_times(node, path: str) -> None:
     """Every date-time a payload carries is held to the same 2000-2100 range as the envelope's."""
+    bad = _first_bad_time(node)
+    if bad is not None:  # the field's path is spelled out only for the message, never on the common path
+        t, where = bad
+        _check_times(t, path + "".join(reversed(where)))
+
+
+_LEAVES = (str, bool, int, float, bytes, type(None))
+
+
+def _first_bad_time(node) -> tuple[datetime, list[str]] | None:
+    """The first out-of-range date-time in field order (as the rule is read), with its path reversed."""
     if isinstance(node, datetime):
-        _check_times(node, path)
-    elif isinstance(node, Struct):
+        return None if EARLIEST <= node < LATEST else (node, [])
+    if isinstance(node, Struct):
         for name in node.__struct_fields__:
-            _check_data_times(getattr(node, name), f"{path}.{name}")
+            value = getattr(node, name)
+            if isinstance(value, _LEAVES):
+                continue
+            bad = _first_bad_time(value)
+            if bad is not None:
+                bad[1].append(f".{name}")
+                return bad
     elif isinstance(node, list):
         for i, item in enumerate(node):
-            _check_data_times(item, f"{path}[{i}]")
+            bad = _first_bad_time(item)
+            if bad is not None:
+                bad[1].append(f"[{i}]")
+                return bad
+    return None
 
 
 def _check_data(kind: str, data: Struct) -> None:

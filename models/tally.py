@@ -11,12 +11,12 @@ Period keys are ``month:2026-03``, ``quarter:2026-Q1``, ``year:2026`` (Vietnam t
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Iterable
 
 from .calendar import TZ
-from .dossier import View
+from .dossier import View, working_seconds_between
 
 GRANULARITIES = ("month", "quarter", "year")
 LIVE = "live"
@@ -90,35 +90,105 @@ def _periods_from_to(granularity: str, first_key: str, end_key: str) -> tuple[st
 def contribution(view: View | None, now: datetime) -> Counter:
     """What one dossier adds to the tallies when the clock reads ``now``."""
     out: Counter = Counter()
-    if view is None or view.received_at > now:
+    if view is None:
         return out
     unit = view.unit_code
-    reception = _reception_counts(view)
-    for g in GRANULARITIES:
-        pk = period_key(g, view.received_at)
-        for metric, n in reception:
-            out[(unit, pk, metric)] += n
+    for (pk, _part), row in _parts(view, now).items():
+        for metric, n in row:
+            if n:  # every count is >= 0, so dropping zeros is what ``+Counter`` did
+                key = (unit, pk, metric)
+                out[key] = out.get(key, 0) + n
+    return out
+
+
+def contribution_delta(after: View | None, before: View | None, now: datetime,
+                       before_now: datetime | None = None) -> dict:
+    """``difference(contribution(after, now), contribution(before, before_now or now))``, computed part by part:
+    a period's reception counts or population judgement that is the same on both sides cancels out and is
+    skipped, so an event or a clock tick pays only for what it changes."""
+    before_now = now if before_now is None else before_now
+    if before is None:
+        return dict(contribution(after, now))
+    if after is None or after.unit_code != before.unit_code:
+        return difference(contribution(after, now), contribution(before, before_now))
+    unit = after.unit_code
+    parts_a, parts_b = _parts(after, now), _parts(before, before_now)
+    out: dict = {}
+    for part, row in parts_a.items():
+        old = parts_b.get(part)
+        if old is row or old == row:
+            continue
+        pk = part[0]
+        for metric, n in row:
+            key = (unit, pk, metric)
+            out[key] = out.get(key, 0) + n
+        if old:
+            for metric, n in old:
+                key = (unit, pk, metric)
+                out[key] = out.get(key, 0) - n
+    for part, old in parts_b.items():
+        if part not in parts_a:
+            pk = part[0]
+            for metric, n in old:
+                key = (unit, pk, metric)
+                out[key] = out.get(key, 0) - n
+    return {k: v for k, v in out.items() if v}
+
+
+RECEPTION, POPULATION = 0, 1
+
+
+def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, int], ...]]:
+    """The dossier's contribution in parts: ``{(pk, RECEPTION | POPULATION): ((metric, n), ...)}``, ``live``
+    included as a population part. Metric names never repeat within a period, so the parts simply add up."""
+    parts: dict[tuple[str, int], tuple] = {}
+    received_at = view.received_at
+    if received_at > now:
+        return parts
     last = min(view.end_at, now) if view.end_at is not None else now
-    for g in GRANULARITIES:
-        if view.config.carry_over_open_dossiers:
-            keys = periods_between(g, view.received_at, max(last, view.received_at))
-        else:
-            keys = [period_key(g, view.received_at)]
-        for pk in keys:
-            _, p_end = parse_period(pk)
-            _add_population(out, unit, pk, view, min(p_end, now))
+    first_day = received_at.astimezone(TZ).date()
+    last_day = max(last, received_at).astimezone(TZ).date() if view.config.carry_over_open_dossiers else first_day
+    received_keys, population = _period_plan(first_day, last_day)
+    reception = _reception_counts(view)
+    for pk in received_keys:
+        parts[(pk, RECEPTION)] = reception
+    apology, unsatisfied = view.apology_in_time, view.satisfied is False
+    judge = view.judge
+    for part, p_end in population:
+        j = judge(p_end if p_end < now else now)
+        parts[part] = _population_row(j.on_time, j.bucket, apology, unsatisfied)
     if view.is_open:
-        j = view.judge(now)
-        out[(unit, LIVE, j.bucket)] += 1
-    return +out
+        parts[(LIVE, POPULATION)] = ((judge(now).bucket, 1),)
+    return parts
 
 
-def _add_reception(out: Counter, unit: str, pk: str, v: View) -> None:
-    for metric, n in _reception_counts(v):
-        out[(unit, pk, metric)] += n
+# Dossiers received on the same day and counted up to the same day share their periods; the stream asks for the
+# same pair on both sides of every event, so the walk over carried-over periods is done once per pair.
+@lru_cache(maxsize=16384)
+def _period_plan(first_day: date, last_day: date) -> tuple[tuple[str, ...], tuple[tuple[tuple[str, int], datetime], ...]]:
+    """(keys of the reception periods, ((key, POPULATION), end) of every period from ``first_day``'s to
+    ``last_day``'s)."""
+    received = tuple(_period_key_of_day(g, first_day) for g in GRANULARITIES)
+    population = tuple(((pk, POPULATION), parse_period(pk)[1]) for g, first in zip(GRANULARITIES, received)
+                       for pk in _periods_from_to(g, first, _period_key_of_day(g, last_day)))
+    return received, population
 
 
-def _reception_counts(v: View) -> list[tuple[str, int]]:
+@lru_cache(maxsize=256)
+def _population_row(on_time: bool, bucket: str, apology_in_time: bool, unsatisfied: bool) -> tuple[tuple[str, int], ...]:
+    """A population period's metrics; a handful of distinct rows exist, so they are built once."""
+    row = [("population", 1)]
+    if on_time:
+        row.append(("on_time", 1))
+    row.append((bucket, 1))
+    if bucket == "ended_late":
+        row.append(("late_with_apology" if apology_in_time else "late_without_apology", 1))
+    if not on_time or unsatisfied:
+        row.append(("late_or_dissatisfied", 1))
+    return tuple(row)
+
+
+def _reception_counts(v: View) -> tuple[tuple[str, int], ...]:
     """The reception metrics of a dossier, the same for each of its period keys (so worked out once)."""
     counts = [("received", 1), ("received_" + v.channel, 1)]
     if v.channel == "online" and (not v.paper_result or v.e_result):
@@ -146,20 +216,8 @@ def _reception_counts(v: View) -> list[tuple[str, int]]:
     if v.end_at is not None:
         counts.append(("processing_count", 1))
         counts.append(("processing_seconds_sum",
-                       round(v.calendar.working_seconds_between(v.received_at, max(v.received_at, v.end_at)))))
-    return counts
-
-
-def _add_population(out: Counter, unit: str, pk: str, v: View, judged_at: datetime) -> None:
-    j = v.judge(judged_at)
-    out[(unit, pk, "population")] += 1
-    if j.on_time:
-        out[(unit, pk, "on_time")] += 1
-    out[(unit, pk, j.bucket)] += 1
-    if j.bucket == "ended_late":
-        out[(unit, pk, "late_with_apology" if v.apology_in_time else "late_without_apology")] += 1
-    if not j.on_time or v.satisfied is False:
-        out[(unit, pk, "late_or_dissatisfied")] += 1
+                       round(working_seconds_between(v.calendar, v.received_at, max(v.received_at, v.end_at)))))
+    return tuple(counts)
 
 
 def add_into(total: dict, delta: dict, sign: int = 1) -> None:

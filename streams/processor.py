@@ -7,6 +7,7 @@ whole per-record decision can be tested without a broker, and the runtime could 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -17,7 +18,7 @@ from models.dossier import (Alert, Context, DossierState, View, alerts_of, apply
                             evaluate, next_change_at)
 from models.figures import document_from_tallies
 from models.index766 import Catalogue, combine, load_catalogue
-from models.tally import contribution, difference
+from models.tally import contribution, contribution_delta
 
 TallyKey = tuple[str, str, str]
 
@@ -43,14 +44,49 @@ def _rejected(reason: str, message: str, event: ev.Event | None = None) -> Recor
                          event.subject if event else None)
 
 
+#: Dossiers whose last evaluation the processor keeps (about 2 kB each). A dossier's next event usually finds its
+#: view here, so the state before the event is not evaluated again. 0 turns the memo off.
+VIEW_MEMO_SIZE = 4096
+
+
+class _ViewMemo:
+    """The view this processor last derived for a dossier, valid while the stored bytes, the calendar and the
+    rules are the ones it was derived from (``evaluate`` reads nothing else, not even the clock)."""
+
+    __slots__ = ("size", "_views")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._views: OrderedDict[str, tuple[bytes, WorkCalendar, MonitorConfig, View | None]] = OrderedDict()
+
+    def get(self, code: str, stored: bytes, ctx: Context) -> tuple[bool, View | None]:
+        hit = self._views.get(code)
+        if hit is not None and hit[1] is ctx.calendar and hit[2] is ctx.config and hit[0] == stored:
+            return True, hit[3]
+        return False, None
+
+    def put(self, code: str, stored: bytes, ctx: Context, view: View | None) -> None:
+        if not self.size:
+            return
+        views = self._views
+        views[code] = (stored, ctx.calendar, ctx.config, view)
+        views.move_to_end(code)
+        if len(views) > self.size:
+            views.popitem(last=False)
+
+    def forget(self, code: str) -> None:
+        self._views.pop(code, None)
+
+
 class Processor:
     def __init__(self, calendar: WorkCalendar | None = None, config: MonitorConfig = DEFAULT_CONFIG,
-                 catalogue: Catalogue | None = None):
+                 catalogue: Catalogue | None = None, view_memo_size: int = VIEW_MEMO_SIZE):
         self.calendar = calendar or WorkCalendar.default()
         self.config = config
         self.catalogue = catalogue or load_catalogue()
         self.unit_meta: dict[str, dict] = {}
         self._announced: dict[str, frozenset[Alert]] = {}
+        self._views = _ViewMemo(view_memo_size)
         self._terms = [(i.id, i.numerator, i.denominator) for i in self.catalogue.indicators
                        if i.computable_from_events and i.numerator is not None]
 
@@ -78,29 +114,39 @@ class Processor:
             return _rejected(exc.reason, exc.message, event)
         if effects.duplicate:
             return RecordOutcome(None, None, {}, [], True, False, event.time, event.source, None, event.subject)
-        old_view = evaluate(old, ctx) if old is not None else None
+        old_view = None
+        if old is not None:
+            hit, old_view = self._views.get(event.subject, stored, ctx)
+            if not hit:
+                old_view = evaluate(old, ctx)
         new_view = evaluate(new, ctx)
         self._learn(new_view)
-        delta = difference(contribution(new_view, now), contribution(old_view, now))
+        delta = contribution_delta(new_view, old_view, now)
         next_check = next_change_at(new, ctx, new_view)
         fresh = event.time >= now - timedelta(seconds=self.config.alert_catch_up_seconds)
         alerts = self._announce(new.code, new_view, now, fresh)
         if not fresh and new_view is not None and new_view.is_open:
             settle = now + timedelta(seconds=self.config.alert_settle_seconds)
             next_check = settle if next_check is None else min(next_check, settle)
-        return RecordOutcome(encode_state(new), None, delta, alerts, False, effects.late_arrival, event.time,
+        encoded = encode_state(new)
+        self._views.put(event.subject, encoded, ctx, new_view)
+        return RecordOutcome(encoded, None, delta, alerts, False, effects.late_arrival, event.time,
                              event.source, next_check, event.subject)
 
     def reevaluate(self, stored: bytes, prev_now: datetime, now: datetime) -> RecordOutcome:
         """The deadline clock moved from ``prev_now`` to ``now``: what changed for this dossier without an event."""
         state = decode_state(stored)
-        view = evaluate(state, self.context(now))
+        ctx = self.context(now)
+        hit, view = self._views.get(state.code, stored, ctx)
+        if not hit:
+            view = evaluate(state, ctx)
+            self._views.put(state.code, stored, ctx, view)
         if view is None:
             return RecordOutcome(None, None, {}, [], False, False, None, None, None, state.code)
-        delta = difference(contribution(view, now), contribution(view, prev_now))
+        delta = contribution_delta(view, view, now, prev_now)
         alerts = self._announce(state.code, view, now, fresh=True)
         return RecordOutcome(None, None, delta, alerts, False, False, None, None,
-                             next_change_at(state, self.context(now), view), state.code)
+                             next_change_at(state, ctx, view), state.code)
 
     def contribution(self, stored: bytes, now: datetime) -> dict[TallyKey, int]:
         view = evaluate(decode_state(stored), self.context(now))
@@ -173,6 +219,7 @@ class Processor:
         """Drop the announcement memory of dossiers whose partition this worker no longer owns."""
         for c in codes:
             self._announced.pop(c, None)
+            self._views.forget(c)
 
     @staticmethod
     def _alert_record(alert: Alert, view: View, now: datetime) -> dict:

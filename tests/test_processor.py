@@ -125,3 +125,30 @@ def test_after_a_rebuild_pending_alerts_are_checked_at_once():
     r = restarted.reevaluate(stored, later, later)
     assert sorted(a["kind"] for a in r.alerts) == ["apology_missing", "overdue"]
     assert restarted.next_check_at(stored, later) > later  # announced: back to the dossier's own schedule
+
+
+def test_the_view_memo_changes_no_outcome():
+    """A processor that keeps the last view of each dossier decides every record and clock tick exactly like one
+    that evaluates every state afresh, with duplicates, reordering, evictions, a moving clock, and states written
+    meanwhile by another worker (after a rebalance) that its memo has never seen."""
+    lines = sample_lines()
+    rng = random.Random(11)
+    noisy = lines + rng.sample(lines, len(lines) // 10)
+    rng.shuffle(noisy)
+    processors = (Processor(view_memo_size=0), Processor(), Processor(view_memo_size=16))
+    other = Processor()
+    store = {}
+    for i, line in enumerate(noisy):
+        code = subject(line)
+        now = NOW + timedelta(minutes=i // 50)  # the clock moves every 50 records, as between batches
+        if i % 5 == 0:
+            outcomes = [other.handle(line, store.get(code), now, key=code)]
+        else:
+            outcomes = [p.handle(line, store.get(code), now, key=code) for p in processors]
+            assert outcomes[0] == outcomes[1] == outcomes[2]
+        if outcomes[0].state is not None:
+            store[code] = outcomes[0].state
+        if i % 7 == 0 and code in store:
+            later = now + timedelta(days=rng.randint(0, 20))
+            ticks = [p.reevaluate(store[code], now, later) for p in processors]
+            assert ticks[0] == ticks[1] == ticks[2]
