@@ -126,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             out["figures_equal_score"] = equal
             out["seconds_to_equal"] = round(time.monotonic() - started, 1)
             out["end_to_end_events_per_second"] = round(lines / out["seconds_to_equal"])
-            out["lag_after"], out["dlq_records"] = lag_and_dlq(broker.bootstrap, settings)
+            out["lag_at_equality"], out["dlq_records"] = lag_and_dlq(broker.bootstrap, settings)
+            drain_until = time.monotonic() + 120  # the last records' offsets are committed on the next interval
+            while True:
+                out["lag_after"], out["dlq_records"] = lag_and_dlq(broker.bootstrap, settings)
+                if out["lag_after"] == 0 or time.monotonic() > drain_until:
+                    break
+                time.sleep(2)
             out["worker_alive"] = worker.alive()
             sampling["on"] = False
             out["peak_rss_mib"] = round(peak["kib"] / 1024)
