@@ -35,6 +35,7 @@ def _assert_exact(result: dict, events: int) -> None:
     assert result["dlq_records"] == 0  # no valid record was refused on the way
 
 
+@pytest.mark.timeout(600)  # a replay after a broker that lost acknowledged records adds its own waits
 def test_broker_restarted_mid_stream_the_worker_reconnects_and_equals_the_oracle(tmp_path, history) -> None:
     lines, expected = history
     result = rel.broker_restart(tmp_path, lines, expected, outage=6.0, timeout=180.0)
@@ -42,6 +43,9 @@ def test_broker_restarted_mid_stream_the_worker_reconnects_and_equals_the_oracle
     assert result["worker_alive_during_outage"] is True
     assert result["committed_when_stopped"] < len(lines)  # the broker went away with work still to do
     assert result["restarts"] == 0  # the worker reconnected by itself
+    # The embedded broker can lose records it acknowledged just before the stop (it persists by snapshot). Then, and
+    # only with proof of it, the scenario replays the history as an operator would; exactness must hold either way.
+    assert "republished" not in result or result["broker_lost_acknowledged_records"]
     _assert_exact(result, len(lines))
 
 
