@@ -192,23 +192,11 @@ class Stack:
         return thread
 
     # -- observation -----------------------------------------------------------------------------------------------
-    def _tps(self, topic: str) -> list[TopicPartition]:
-        return [TopicPartition(topic, p) for p in range(self.partitions)]
-
     def end_offsets(self, topic: str) -> int:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
-        try:
-            return sum(consumer.end_offsets(self._tps(topic)).values())
-        finally:
-            consumer.close()
+        return end_offsets(self.bootstrap, topic, self.partitions)
 
     def committed(self) -> int:
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="reliability-probe")
-        try:
-            offsets = admin.list_group_offsets(self.settings.app_id).get(self.settings.app_id) or {}
-        finally:
-            admin.close()
-        return sum(o.offset for tp, o in offsets.items() if tp.topic == self.settings.events and o.offset > 0)
+        return committed(self.bootstrap, self.settings)
 
     def group_members(self) -> int:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="reliability-probe")
@@ -260,6 +248,25 @@ class Stack:
                 return time.monotonic() - started
             time.sleep(1.0)
         raise TimeoutError(f"committed offsets {self.committed()} of {total} within {timeout:.0f} s")
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
+    """Records ever written to ``topic`` (the sum of its partitions' end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        return sum(consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)]).values())
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, settings: WorkerSettings) -> int:
+    """Source records the workers' group has committed, summed over the events topic's partitions."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="reliability-probe")
+    try:
+        offsets = admin.list_group_offsets(settings.app_id).get(settings.app_id) or {}
+    finally:
+        admin.close()
+    return sum(o.offset for tp, o in offsets.items() if tp.topic == settings.events and o.offset > 0)
 
 
 def _proc_status(pid: int) -> dict[str, int]:

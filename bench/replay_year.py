@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -28,8 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.reliability import _proc_status  # noqa: E402
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
+from bench.reliability import _proc_status, committed, end_offsets  # noqa: E402
 from streams.broker import EmbeddedBroker  # noqa: E402
 from streams.settings import WorkerSettings  # noqa: E402
 from tests.procs import WorkerProcess  # noqa: E402
@@ -42,18 +40,9 @@ def log(msg: str) -> None:
 
 
 def lag_and_dlq(bootstrap: str, settings: WorkerSettings) -> tuple[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="replay-year-probe")
-    try:
-        tps = [TopicPartition(settings.events, p) for p in range(settings.partitions)]
-        end = sum(consumer.end_offsets(tps).values())
-        dlq = sum(consumer.end_offsets([TopicPartition(settings.dlq, p) for p in range(settings.partitions)]).values())
-        offsets = admin.list_group_offsets(settings.app_id).get(settings.app_id) or {}
-        committed = sum(o.offset for tp, o in offsets.items() if tp.topic == settings.events and o.offset > 0)
-        return end - committed, dlq
-    finally:
-        consumer.close()
-        admin.close()
+    """Records of the events topic not yet committed by the group, and records in the dead-letter topic."""
+    lag = end_offsets(bootstrap, settings.events, settings.partitions) - committed(bootstrap, settings)
+    return lag, end_offsets(bootstrap, settings.dlq, settings.partitions)
 
 
 def main(argv: list[str] | None = None) -> int:
