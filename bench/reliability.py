@@ -43,7 +43,7 @@ from streams.publisher import DossierEventPublisher  # noqa: E402
 from streams.settings import WorkerSettings  # noqa: E402
 from streams.simulator import SimulationConfig, Simulator  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
-from tests.procs import WorkerProcess  # noqa: E402
+from tests.procs import WorkerProcess, figures_equal  # noqa: E402
 
 AT = datetime(2026, 3, 10, 16, 0, tzinfo=TZ)  # the simulator's default end: every event is at or before it
 PERIODS = ("month:2026-03", "month:2026-02", "quarter:2026-Q1", "year:2026")
@@ -219,14 +219,7 @@ class Stack:
         raise TimeoutError(f"the consumer group still lists dead members after {timeout:.0f} s")
 
     def figures_equal(self, worker: WorkerProcess, expected: dict[str, dict]) -> bool:
-        for period, want in expected.items():
-            status, body = worker.get(f"/figures?period={period}", timeout=60)
-            if status != 200:
-                return False
-            got = json.loads(body)
-            if got["units"] != want["units"] or got["provinces"] != want["provinces"]:
-                return False
-        return True
+        return figures_equal(lambda path: worker.get(path, timeout=60), expected)
 
     def wait_converged(self, worker: WorkerProcess, expected: dict[str, dict], timeout: float) -> float:
         """Seconds until ``worker`` shows exactly the oracle's figures; raises with a hint on timeout."""

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from streams.broker import free_port
 
@@ -26,15 +26,29 @@ class WorkerDied(RuntimeError):
     pass
 
 
-def http(url: str, *, data: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+def http(url: str, *, data: bytes | None = None, timeout: float = 5.0,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """(status, body) without raising on 4xx/5xx; loopback URLs only."""
     assert url.startswith("http://127.0.0.1:"), url
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET", headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def figures_equal(get: Callable[[str], tuple[int, bytes]], expected: dict[str, dict]) -> bool:
+    """Whether ``/figures`` shows, for every period of ``expected`` (documents of `onestop score`), exactly its unit
+    and province figures; ``get(path)`` returns (status, body)."""
+    for period, want in expected.items():
+        status, body = get(f"/figures?period={period}")
+        if status != 200:
+            return False
+        got = json.loads(body)
+        if got["units"] != want["units"] or got["provinces"] != want["provinces"]:
+            return False
+    return True
 
 
 class WorkerProcess:

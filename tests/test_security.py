@@ -26,7 +26,7 @@ from streams.security import (SecurityConfigError, api_token, bearer_ok, describ
                               kafka_client_config, kafka_ssl_context)
 from streams.settings import WorkerSettings
 from tests.builders import SAMPLE_AT, sample_lines
-from tests.procs import WorkerProcess, listening_addresses, wait_for
+from tests.procs import WorkerProcess, figures_equal, http, listening_addresses, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -417,15 +417,7 @@ def test_a_run_carrying_identity_fields_leaks_none_and_the_api_requires_the_toke
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
     def get(path: str, headers: dict | None = None) -> tuple[int, bytes]:
-        import urllib.error
-        import urllib.request
-
-        req = urllib.request.Request(w.url + path, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        return http(w.url + path, timeout=30, headers=headers)
 
     try:
         w.start()
@@ -435,7 +427,7 @@ def test_a_run_carrying_identity_fields_leaks_none_and_the_api_requires_the_toke
         refused = [line.replace(b'"specversion": "1.0"', b'"specversion": "9.9"') for line in noisy[:5]]
         d.publish(noisy + refused)
 
-        wait_for(lambda: get("/healthz")[0] == 200 and figures_match_auth(get, expected), timeout=120,
+        wait_for(lambda: get("/healthz")[0] == 200 and figures_equal(lambda p: get(p, auth), expected), timeout=120,
                  interval=1.0, what="figures equal to the oracle (identity fields ignored)")
         # Replayed history raises its alerts once quiet for alert_settle_seconds (10 s of the worker's clock).
         d.clock.write_text((now + datetime.timedelta(seconds=30)).isoformat())
@@ -490,17 +482,6 @@ def test_a_run_carrying_identity_fields_leaks_none_and_the_api_requires_the_toke
         if failed:
             print(w.log_tail())
         d.close()
-
-
-def figures_match_auth(get, expected: dict) -> bool:
-    for period, want in expected.items():
-        status, body = get(f"/figures?period={period}", {"Authorization": f"Bearer {TOKEN}"})
-        if status != 200:
-            return False
-        got = json.loads(body)
-        if got["units"] != want["units"] or got["provinces"] != want["provinces"]:
-            return False
-    return True
 
 
 @pytest.mark.broker
