@@ -377,17 +377,23 @@ class Generator:
         return self.make("conflicting_duplicate", doc, {"conflicting_duplicate"}, decode_refused=False,
                          needs_state=True)
 
-    def far_past_data_time(self) -> Hostile:
-        """A step of a received dossier dated decades (or centuries) before the contract's first year."""
-        rec = self.received()
-        stamp = f"{self.rng.choice([1, 1000, 1900, 1975, 1999]):04d}-12-31T23:59:59{self.rng.choice(['+07:00', '-07:00', '+00:00'])}"
+    def _step_dated(self, rec: dict, stamp: str, request_id: str) -> dict:
+        """A handling step of the received dossier ``rec`` whose own instant is ``stamp``; its envelope time stays
+        the reception's, so only the date inside ``data`` is wrong."""
         kind, data = self.rng.choice([
             ("processed", {"processing_ended_at": stamp}),
-            ("supplement_requested", {"supplement": {"request_id": "H2", "requested_at": stamp}}),
+            ("supplement_requested", {"supplement": {"request_id": request_id, "requested_at": stamp}}),
             ("result_returned", {"returned_at": stamp}),
         ])
         doc = {**rec, "type": ev.TYPE_PREFIX + kind, "time": rec["time"], "data": data}
         doc.pop("sequence", None)
+        return doc
+
+    def far_past_data_time(self) -> Hostile:
+        """A step of a received dossier dated decades (or centuries) before the contract's first year."""
+        rec = self.received()
+        stamp = f"{self.rng.choice([1, 1000, 1900, 1975, 1999]):04d}-12-31T23:59:59{self.rng.choice(['+07:00', '-07:00', '+00:00'])}"
+        doc = self._step_dated(rec, stamp, "H2")
         return self.make("far_past_data_time", self.new_id(doc), {"impossible_timeline"}, needs_state=True)
 
     def future_data_time(self) -> Hostile:
@@ -396,13 +402,7 @@ class Generator:
         rec = self.received()
         year = self.rng.choice([2030, 2099, 2101, 5000, 9999])
         stamp = f"{year:04d}-12-31T23:59:59{self.rng.choice(['+07:00', '-07:00', '+00:00'])}"
-        kind, data = self.rng.choice([
-            ("processed", {"processing_ended_at": stamp}),
-            ("supplement_requested", {"supplement": {"request_id": "H3", "requested_at": stamp}}),
-            ("result_returned", {"returned_at": stamp}),
-        ])
-        doc = {**rec, "type": ev.TYPE_PREFIX + kind, "time": rec["time"], "data": data}
-        doc.pop("sequence", None)
+        doc = self._step_dated(rec, stamp, "H3")
         return self.make("future_data_time", self.new_id(doc), {"impossible_timeline", "future_event"},
                          decode_refused=False, needs_state=True)
 
