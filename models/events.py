@@ -12,6 +12,7 @@ replay of years of history goes through this function millions of times: it vali
 from __future__ import annotations
 
 import hashlib
+import typing
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
@@ -366,7 +367,32 @@ def _check_data_times(node, path: str) -> None:
         _check_times(t, path + "".join(reversed(where)))
 
 
-_LEAVES = (str, bool, int, float, bytes, type(None))
+def _can_hold_time(tp) -> bool:
+    """Whether a value of this annotated type can contain a date-time (directly, in a struct, or in a list)."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _can_hold_time(typing.get_args(tp)[0])
+    if tp is datetime:
+        return True
+    if isinstance(tp, type) and issubclass(tp, Struct):
+        return bool(_time_fields(tp))
+    if origin is not None:  # list[...], X | None, Union[...]
+        return any(_can_hold_time(a) for a in typing.get_args(tp))
+    return False
+
+
+_TIME_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _time_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a struct class that can hold a date-time, in declaration order; worked out once per class so
+    the per-event walk visits only those (a payload has a few among its dozens of fields)."""
+    found = _TIME_FIELDS.get(cls)
+    if found is None:
+        _TIME_FIELDS[cls] = ()  # a struct that contains itself ends the recursion here
+        hints = typing.get_type_hints(cls, include_extras=True)
+        found = _TIME_FIELDS[cls] = tuple(n for n in cls.__struct_fields__ if _can_hold_time(hints[n]))
+    return found
 
 
 def _first_bad_time(node) -> tuple[datetime, list[str]] | None:
@@ -374,9 +400,9 @@ def _first_bad_time(node) -> tuple[datetime, list[str]] | None:
     if isinstance(node, datetime):
         return None if EARLIEST <= node < LATEST else (node, [])
     if isinstance(node, Struct):
-        for name in node.__struct_fields__:
+        for name in _TIME_FIELDS.get(type(node)) or _time_fields(type(node)):
             value = getattr(node, name)
-            if isinstance(value, _LEAVES):
+            if value is None:
                 continue
             bad = _first_bad_time(value)
             if bad is not None:

@@ -1,8 +1,11 @@
 """The event contract: every rejection names the field and the rule; the committed JSON Schema never drifts."""
 
 import json
+import types
+import typing
 
 import jsonschema
+import msgspec
 import pytest
 
 from models import events as ev
@@ -136,3 +139,43 @@ def test_dates_inside_data_are_range_checked_and_ignored_members_must_be_utf8(re
     with pytest.raises(ev.EventError) as info:
         ev.decode_event(record)
     assert info.value.reason == reason and all(w in info.value.message for w in words), info.value
+
+
+def _date_time_properties(schema: dict, defs: dict, path: str = "") -> set[str]:
+    """Paths of every property the JSON Schema says is a date-time (the schema is generated apart from the walk)."""
+    if "$ref" in schema:
+        return _date_time_properties(defs[schema["$ref"].rsplit("/", 1)[1]], defs, path)
+    found = {path} if schema.get("format") == "date-time" else set()
+    for alt in schema.get("anyOf", []):
+        found |= _date_time_properties(alt, defs, path)
+    if "items" in schema:
+        found |= _date_time_properties(schema["items"], defs, path + "[]")
+    for name, sub in schema.get("properties", {}).items():
+        found |= _date_time_properties(sub, defs, f"{path}.{name}")
+    return found
+
+
+@pytest.mark.parametrize("kind", sorted(ev.DATA_TYPES))
+def test_the_date_range_check_visits_every_field_that_can_hold_a_date_time(kind):
+    # The per-event walk only visits fields it worked out may hold a date-time; a field it missed would let a year
+    # 1900 or 2300 inside data through. Compare with the schema's own list of date-time properties.
+    cls = ev.DATA_TYPES[kind]
+    (schema,), components = msgspec.json.schema_components([cls])
+    from_schema = _date_time_properties(schema, components)
+
+    def walked(c: type, path: str = "") -> set[str]:
+        out: set[str] = set()
+        hints = typing.get_type_hints(c, include_extras=True)
+        for name in ev._time_fields(c):
+            tp = hints[name]
+            while typing.get_origin(tp) in (typing.Annotated, typing.Union, types.UnionType):
+                tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            if typing.get_origin(tp) is list:
+                out |= walked(typing.get_args(tp)[0], f"{path}.{name}[]")
+            elif isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+                out |= walked(tp, f"{path}.{name}")
+            else:
+                out.add(f"{path}.{name}")
+        return out
+
+    assert walked(cls) == from_schema
