@@ -498,6 +498,8 @@ def main() -> int:
     ap.add_argument("--baseline-events", type=int, default=None)
     ap.add_argument("--poll", type=float, default=3.0,
                     help="seconds between /metrics polls while measuring P (each scrape costs the worker CPU)")
+    ap.add_argument("--memory-dossiers", type=int, default=1_000_000,
+                    help="one-event dossiers the memory phase holds before measuring RSS and recovery")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: score,A,B,C,P,latency,recovery,overdue,memory")
     args = ap.parse_args()
     quick = args.quick
@@ -627,8 +629,8 @@ def main() -> int:
             delays = phase_overdue(w, broker.bootstrap, prefix, 3 if not quick else 2)
             record("overdue_alert_s", spread(delays), out)
         if "memory" not in skip and not quick:
-            mem = phase_memory(broker, run_dir, out)
-            bytes_per = mem.get("rss_per_dossier_1m") or bytes_per
+            mem = phase_memory(broker, run_dir, out, args.memory_dossiers)
+            bytes_per = mem.get("rss_per_dossier_end") or bytes_per
         summary = {"P/A": pa, "P/B": pb, "p99_ms": p99, "bytes_per_dossier": bytes_per, "recovery_s": recovery,
                    "score_eps": score_eps["median"]}
         record("summary", summary, out)
@@ -645,14 +647,14 @@ def main() -> int:
     return 0
 
 
-def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path) -> dict:
-    """RSS per tracked dossier at 100 k and 1 M one-event dossiers, then recovery at 1 M."""
+def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path, dossiers: int = 1_000_000) -> dict:
+    """RSS per tracked dossier at 100 k and at ``dossiers`` one-event dossiers (1 M by default), then recovery."""
     prefix = "mem-"
     settings = WorkerSettings(broker=broker.bootstrap, topic_prefix=prefix, app_id=prefix + "app",
                               partitions=PARTITIONS)
     ensure_topics(broker.bootstrap, settings)
-    data = run_dir.parent / "received-1m.jsonl"
-    received_only(data, 1_000_000)
+    data = run_dir.parent / f"received-{dossiers}.jsonl"
+    received_only(data, dossiers)
     lines = read_lines(data)
     log(f"memory phase: producing {len(lines)} events")
     produce_bulk(broker.bootstrap, settings.events, lines)
@@ -673,22 +675,22 @@ def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path) -> dict:
                 res["at_100k"] = at_100k
                 record("memory", res, out)
                 log(f"memory at 100k: {at_100k}")
-            if n >= 1_000_000:
+            if n >= dossiers:
                 break
             time.sleep(2)
-        res["seconds_1m"] = time.monotonic() - t0
+        res["seconds_to_hold_all"] = time.monotonic() - t0
         rss, hwm = w.child.rss()
         _, tracked = w.counts()
         disk = sum(f.stat().st_size for f in w.data_dir.rglob("*") if f.is_file())
-        res.update(rss_1m=rss, hwm_1m=hwm, dossiers_1m=tracked, rss_per_dossier_1m=rss / tracked if tracked else None,
-                   disk_1m=disk)
+        res.update(rss_end=rss, hwm_end=hwm, dossiers_end=tracked,
+                   rss_per_dossier_end=rss / tracked if tracked else None, disk_end=disk)
         record("memory", res, out)
-        log(f"memory at 1M: {res}")
+        log(f"memory at {tracked:.0f} dossiers: {res}")
         want = {p: w.figures(p) for p in ("month:2026-03",)}
         for mode in ("crash", "clean"):
             res[f"recovery_{mode}_s"] = phase_recovery(w, want, mode, timeout=1800)
             record("memory", res, out)
-            log(f"recovery at 1M ({mode}): {res[f'recovery_{mode}_s']}")
+            log(f"recovery at {tracked:.0f} dossiers ({mode}): {res[f'recovery_{mode}_s']}")
     finally:
         w.child.stop()
     return res

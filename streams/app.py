@@ -582,7 +582,8 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     events = app.topic(settings.events, partitions=settings.partitions, **raw)
     runtime.dlq_topic = app.topic(settings.dlq, **raw)
     runtime.alerts_topic = app.topic(settings.alerts, **raw)
-    table = app.Table(settings.table_name, key_type=str, value_type=bytes, partitions=settings.partitions)
+    table = app.Table(settings.table_name, key_type=str, value_type=bytes, partitions=settings.partitions,
+                      options=settings.store_options)
     runtime.table = table
 
     if "PRODUCER_LINGER" not in os.environ:

@@ -41,6 +41,12 @@ class WorkerSettings:
     web_host: str | None = None
     data_dir: Path = Path(".onestop-data")
     store: str = "rocksdb"
+    # RocksDB memory per partition's database (Faust opens one per owned partition). Faust's own defaults are a
+    # 2 GiB block cache and three 64 MiB memtables per database: at four partitions that lets RSS grow by gigabytes
+    # with the dossiers held, although the state needs no cache to be correct (docs/benchmarks.md, memory).
+    rocksdb_block_cache_mib: int = 16
+    rocksdb_write_buffer_mib: int = 8
+    rocksdb_write_buffers: int = 2
     partitions: int = 4
     reference_partitions: int = 1
     replication_factor: int = 1
@@ -86,6 +92,8 @@ class WorkerSettings:
             raise ValueError(f"store must be one of {STORES}, got {self.store!r}")
         if self.partitions < 1 or self.reference_partitions < 1:
             raise ValueError("partition counts must be >= 1")
+        if min(self.rocksdb_block_cache_mib, self.rocksdb_write_buffer_mib, self.rocksdb_write_buffers) < 1:
+            raise ValueError("rocksdb_block_cache_mib, rocksdb_write_buffer_mib and rocksdb_write_buffers must be >= 1")
         if self.session_timeout <= 0 or self.clock_interval <= 0:
             raise ValueError("session_timeout and clock_interval must be > 0")
         if self.kafka_security_protocol.upper() not in KAFKA_PROTOCOLS:
@@ -129,6 +137,16 @@ class WorkerSettings:
     @property
     def store_url(self) -> str:
         return "rocksdb://" if self.store == "rocksdb" else "memory://"
+
+    @property
+    def store_options(self) -> dict[str, int]:
+        """Options for the table's store (Faust passes them to ``RocksDBOptions``); none for the memory store."""
+        if self.store != "rocksdb":
+            return {}
+        mib = 1024 * 1024
+        return {"block_cache_size": self.rocksdb_block_cache_mib * mib,
+                "write_buffer_size": self.rocksdb_write_buffer_mib * mib,
+                "max_write_buffer_number": self.rocksdb_write_buffers}
 
     @property
     def advertised_host(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -381,3 +382,26 @@ def test_second_worker_joining_and_leaving_never_double_counts(kafka_bootstrap: 
     alone = tally_part(samples(a.metrics_text()))
     assert alone == {k: v for k, v in total.items() if k in alone}
     assert all(alone.get(k, 0) == v for k, v in total.items())
+
+
+def test_rocksdb_memory_settings_reach_every_partition_database(kafka_bootstrap: str, worker_factory) -> None:
+    # Faust's own defaults (2 GiB block cache, three 64 MiB memtables per partition) let RSS grow by gigabytes;
+    # the worker's settings must be what RocksDB actually opened each partition's database with.
+    settings: WorkerSettings = worker_factory.settings
+    w = worker_factory("w1", ONESTOP_ROCKSDB_WRITE_BUFFER_MIB="4", ONESTOP_ROCKSDB_WRITE_BUFFERS="3",
+                       ONESTOP_ROCKSDB_BLOCK_CACHE_MIB="24")
+    w.wait_ready(timeout=60)
+    produce(kafka_bootstrap, settings.events,
+            [(f"R{n}".encode(), event(f"R{n}", "U1", 0), None) for n in range(40)])  # touches all four partitions
+    wait_for(lambda: value(samples(w.metrics_text()), "onestop_dossiers_tracked") == 40, timeout=30,
+             what="40 dossiers tracked")
+    options = sorted(w.data_dir.rglob("OPTIONS-*"))
+    databases = {p.parent for p in options}
+    assert len(databases) == 4, options
+    for db in databases:
+        text = max(db.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1])).read_text()
+        assert re.search(r"^\s*write_buffer_size=4194304$", text, re.M), db
+        assert re.search(r"^\s*max_write_buffer_number=3$", text, re.M), db
+    # RocksDB does not write the block cache's size into OPTIONS; the same settings object carries it to the store.
+    assert WorkerSettings.from_env({"ONESTOP_ROCKSDB_BLOCK_CACHE_MIB": "24"}).store_options["block_cache_size"] == 24 << 20
+    assert WorkerSettings(store="memory").store_options == {}
