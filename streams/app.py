@@ -29,7 +29,7 @@ from .clock import Clock, DeadlineSchedule
 from .processor import RecordOutcome  # the runtime's own rejections take the same shape
 from .metrics import PipelineHealth, TallyBook, merge
 from .repairs import (install_closed_transport_repair, install_complete_buffer_flush,
-                      rebuild_partitions_ahead_of_changelog)
+                      rebuild_partitions_ahead_of_changelog, watch_stalled_source)
 from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
 
@@ -105,6 +105,8 @@ class Runtime:
         self.health = PipelineHealth()
         self.partitions: dict[int, PartitionState] = {}
         self.ready = False
+        # Records the agent was handed, rejected ones included: the stall watchdog's sign of life.
+        self.records_received = 0
         self.generation = 0
         self.rebuild_seconds = 0.0
         self.app: faust.App | None = None
@@ -324,6 +326,7 @@ class Runtime:
             state.schedule.schedule(code, outcome.next_check_at)
 
     async def on_event(self, event: Any) -> None:
+        self.records_received += 1
         msg = event.message
         partition = msg.partition
         raw_key, value = event.key, event.value
@@ -367,6 +370,7 @@ class Runtime:
         Nothing awaits between the first state change and the last table write, so the timer, the web views and
         rebalance callbacks never see a half-applied batch.
         """
+        self.records_received += len(events)
         owned: dict[int, PartitionState | None] = {}
         for event in events:
             p = event.message.partition
@@ -621,6 +625,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     attach_reference(app, runtime, settings, kafka_client_config(settings))  # its consumer needs SASL/TLS too
     _rewind_partitions_never_committed(app, settings.events)
     _watch_recovery(app)
+    watch_stalled_source(app, settings.events, lambda: runtime.records_received, stall_seconds=settings.stall_seconds)
     install_closed_transport_repair()
     install_complete_buffer_flush()
     rebuild_partitions_ahead_of_changelog(app)

@@ -196,6 +196,7 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
 
     if settings.test_mode:
         _register_test_clock(app, runtime, error, refused)
+        _register_test_stall(app, settings, refused)
 
 
 def _register_test_clock(app: Any, runtime: Any, error: Any, refused: Any) -> None:
@@ -231,3 +232,17 @@ def _register_test_clock(app: Any, runtime: Any, error: Any, refused: Any) -> No
                 return error(self, 400, str(exc))
             await runtime.tick()
             return _json_response({"now": runtime.now()})
+
+
+def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
+    """POST /test/stall-source: take the owned source partitions out of the consumer's active set, the state a
+    worker was found stuck in after a restart under load, so a test can show the stall watchdog getting it out."""
+
+    @app.page("/test/stall-source")
+    class TestStall(web.View):
+        async def post(self, request: web.Request) -> Response:
+            if (denied := refused(request)) is not None:
+                return denied
+            tps = {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
+            app.consumer.pause_partitions(tps)
+            return _json_response({"paused": sorted(tp.partition for tp in tps)})

@@ -1,4 +1,5 @@
-"""Repairs for two ways a broker outage could leave a worker wrong or stuck, found by the broker-restart test.
+"""Repairs for ways a broker outage or a restart under load could leave a worker wrong or stuck, found by the
+broker-restart and churn tests.
 
 Both are narrow patches on the client libraries' private surfaces, pinned by tests/test_repairs.py, so an
 upgrade that changes those surfaces fails a test instead of bringing the failure back silently.
@@ -7,11 +8,14 @@ upgrade that changes those surfaces fails a test instead of bringing the failure
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["install_closed_transport_repair", "install_complete_buffer_flush", "rebuild_partitions_ahead_of_changelog"]
+__all__ = ["install_closed_transport_repair", "install_complete_buffer_flush", "rebuild_partitions_ahead_of_changelog",
+           "watch_stalled_source"]
 
 _MARK = "_onestop_closed_transport_repair"
 
@@ -160,3 +164,63 @@ def _drop_local_partition(table: Any, partition: int) -> int:
     if index is not None:
         index.clear()
     return len(keys)
+
+
+def _stalled_partitions(consumer: Any, topic: str) -> dict[Any, tuple[int | None, int]]:
+    """Owned ``topic`` partitions whose end lies beyond the last offset handed to the streams: tp -> (read, end)."""
+    out = {}
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        end = consumer.highwater(tp)
+        read = consumer._read_offset.get(tp)
+        if end is not None and end > (read + 1 if read is not None else 0):
+            out[tp] = (read, end)
+    return out
+
+
+def watch_stalled_source(app: Any, topic: str, received: Callable[[], int], *, interval: float = 2.0,
+                         stall_seconds: float = 20.0) -> None:
+    """Unstick a worker whose agent stops receiving records while its source partitions still hold some.
+
+    A worker restarted after ``kill -9`` on a loaded machine finished recovery, said it was ready, and then
+    received nothing for minutes although its partitions had thousands of unread records: Faust's fetch loop
+    was waiting with those partitions out of its active set or its flow suspended, and nothing would have
+    changed that until the next rebalance. When the agent has received nothing for ``stall_seconds`` while an
+    owned partition's end lies beyond the last record handed to the streams, and no recovery or rebalance is
+    under way, this logs what the consumer looked like (for the record) and resumes the partitions and the
+    flow, then seeks to the committed offsets. Re-reading records is harmless: every event is idempotent.
+    """
+    consumer = app.consumer
+    watch = {"received": received(), "since": time.monotonic()}
+
+    @app.timer(interval=interval, name="onestop.stall-watchdog")
+    async def stall_watchdog() -> None:
+        now, seen = time.monotonic(), received()
+        busy = app.rebalancing or getattr(app, "in_recovery", False) or not app.tables.recovery.completed.is_set()
+        if seen != watch["received"] or busy:
+            watch.update(received=seen, since=now)
+            return
+        if now - watch["since"] < stall_seconds:
+            return
+        stalled = _stalled_partitions(consumer, topic)
+        if not stalled:
+            watch["since"] = now
+            return
+        watch["since"] = now
+        active = consumer._get_active_partitions()
+        log.warning(
+            "the agent received nothing for %.0f s while %d owned partition(s) hold unread records "
+            "(partition: last read/end %s); flow active %s, paused %s, buffered %s, inactive %s; resuming and "
+            "seeking to the committed offsets",
+            stall_seconds, len(stalled),
+            {tp.partition: f"{r}/{e}" for tp, (r, e) in sorted(stalled.items())},
+            consumer.flow_active,
+            sorted(tp.partition for tp in consumer._paused_partitions if tp.topic == topic),
+            sorted(tp.partition for tp in consumer._buffered_partitions if tp.topic == topic),
+            sorted(tp.partition for tp in stalled if tp not in active))
+        consumer.resume_partitions(stalled)
+        consumer._buffered_partitions.difference_update(stalled)
+        app.flow_control.resume()
+        consumer.resume_flow()
+        await consumer.perform_seek()

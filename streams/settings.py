@@ -59,6 +59,9 @@ class WorkerSettings:
     app_id: str = "onestop-monitor"
     session_timeout: float = 10.0
     clock_interval: float = 1.0
+    # Seconds the agent may receive nothing while owned source partitions hold unread records before the worker
+    # resumes and re-seeks them (streams.repairs.watch_stalled_source).
+    stall_seconds: float = 20.0
     # Deterministic time for tests and demos: an ISO-8601 instant (frozen clock) or a file holding one.
     fake_now: str | None = None
     clock_file: Path | None = None
@@ -94,8 +97,8 @@ class WorkerSettings:
             raise ValueError("partition counts must be >= 1")
         if min(self.rocksdb_block_cache_mib, self.rocksdb_write_buffer_mib, self.rocksdb_write_buffers) < 1:
             raise ValueError("rocksdb_block_cache_mib, rocksdb_write_buffer_mib and rocksdb_write_buffers must be >= 1")
-        if self.session_timeout <= 0 or self.clock_interval <= 0:
-            raise ValueError("session_timeout and clock_interval must be > 0")
+        if self.session_timeout <= 0 or self.clock_interval <= 0 or self.stall_seconds <= 0:
+            raise ValueError("session_timeout, clock_interval and stall_seconds must be > 0")
         if self.kafka_security_protocol.upper() not in KAFKA_PROTOCOLS:
             raise ValueError(f"kafka_security_protocol must be one of {KAFKA_PROTOCOLS}, got {self.kafka_security_protocol!r}")
         if self.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:

@@ -405,3 +405,22 @@ def test_rocksdb_memory_settings_reach_every_partition_database(kafka_bootstrap:
     # RocksDB does not write the block cache's size into OPTIONS; the same settings object carries it to the store.
     assert WorkerSettings.from_env({"ONESTOP_ROCKSDB_BLOCK_CACHE_MIB": "24"}).store_options["block_cache_size"] == 24 << 20
     assert WorkerSettings(store="memory").store_options == {}
+
+
+def test_a_worker_whose_source_partitions_stall_gets_itself_going_again(kafka_bootstrap: str, worker_factory) -> None:
+    # A worker restarted under load was found ready but idle for minutes, its source partitions out of the
+    # consumer's active set while thousands of records waited. The test endpoint puts a worker in that state.
+    settings: WorkerSettings = worker_factory.settings
+    w = worker_factory("w1", ONESTOP_STALL_SECONDS="3")
+    w.wait_ready(timeout=60)
+    produce(kafka_bootstrap, settings.events, [(f"S{n}".encode(), event(f"S{n}", "U1", 0), None) for n in range(20)])
+    processed = lambda: value(samples(w.metrics_text()), "onestop_events_processed_total", source=SOURCE)  # noqa: E731
+    wait_for(lambda: processed() == 20, timeout=30, what="20 processed events")
+
+    assert w.post_json("/test/stall-source", {})["paused"] == [0, 1, 2, 3]
+    produce(kafka_bootstrap, settings.events,
+            [(f"S{n}".encode(), event(f"S{n}", "U1", 1), None) for n in range(20)])
+    wait_for(lambda: processed() == 40, timeout=60, what="the 20 records sent while stalled, processed")
+    log_text = w.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "the agent received nothing for 3 s" in log_text
+    assert re.search(r"inactive \[[0-3](, [0-3])*\]", log_text)  # the records waited on partitions left out
