@@ -166,32 +166,19 @@ def _drop_local_partition(table: Any, partition: int) -> int:
     return len(keys)
 
 
-def _stalled_partitions(consumer: Any, topic: str) -> dict[Any, tuple[int | None, int]]:
-    """Owned ``topic`` partitions whose end lies beyond the last offset handed to the streams: tp -> (read, end)."""
-    out = {}
-    for tp in consumer.assignment():
-        if tp.topic != topic:
-            continue
-        end = consumer.highwater(tp)
-        read = consumer._read_offset.get(tp)
-        if end is not None and end > (read + 1 if read is not None else 0):
-            out[tp] = (read, end)
-    return out
-
-
 def watch_stalled_source(app: Any, topic: str, received: Callable[[], int], *, interval: float = 2.0,
                          stall_seconds: float = 20.0) -> None:
     """Unstick a worker whose agent stops receiving records while its source partitions still hold some.
 
     A worker restarted after ``kill -9`` on a loaded machine finished recovery, said it was ready, and then
-    received nothing for minutes although its partitions had thousands of unread records: Faust's fetch loop
-    was waiting with those partitions out of its active set or its flow suspended, and nothing would have
-    changed that until the next rebalance. When the agent has received nothing for ``stall_seconds`` while an
-    owned partition's end lies beyond the last record handed to the streams, and no recovery or rebalance is
-    under way, this logs what the consumer looked like (for the record) and resumes the partitions and the
-    flow, then seeks to the committed offsets. Re-reading records is harmless: every event is idempotent.
+    received nothing for minutes although its partitions had thousands of unread records; nothing would have
+    changed that until the next rebalance. When the agent has received nothing for ``stall_seconds``, no
+    recovery or rebalance is under way, and the broker's end of an owned partition lies beyond the last record
+    handed to the streams, this logs what the consumer looked like (for the record), resumes the partitions and
+    the flow, and seeks to the committed offsets. Re-reading records is harmless: every event is idempotent.
     """
     consumer = app.consumer
+    thread = consumer._thread
     watch = {"received": received(), "since": time.monotonic()}
 
     @app.timer(interval=interval, name="onestop.stall-watchdog")
@@ -203,22 +190,28 @@ def watch_stalled_source(app: Any, topic: str, received: Callable[[], int], *, i
             return
         if now - watch["since"] < stall_seconds:
             return
-        stalled = _stalled_partitions(consumer, topic)
-        if not stalled:
-            watch["since"] = now
-            return
         watch["since"] = now
+        owned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        if not owned:
+            return
+        ends = await thread.highwaters(*owned)
+        read = {tp: consumer._read_offset.get(tp) for tp in owned}
+        stalled = {tp for tp in owned
+                   if ends.get(tp) is not None and ends[tp] > (read[tp] + 1 if read[tp] is not None else 0)}
+        if not stalled:
+            return
+        positions = {tp.partition: await thread.position(tp) for tp in sorted(owned)}
         active = consumer._get_active_partitions()
         log.warning(
-            "the agent received nothing for %.0f s while %d owned partition(s) hold unread records "
-            "(partition: last read/end %s); flow active %s, paused %s, buffered %s, inactive %s; resuming and "
-            "seeking to the committed offsets",
+            "the agent received nothing for %.0f s while %d owned partition(s) hold unread records; partition: "
+            "last read/end/fetch position %s; flow active %s, flow control %s, paused %s, buffered %s, inactive %s; "
+            "resuming and seeking to the committed offsets",
             stall_seconds, len(stalled),
-            {tp.partition: f"{r}/{e}" for tp, (r, e) in sorted(stalled.items())},
-            consumer.flow_active,
+            {tp.partition: f"{read[tp]}/{ends.get(tp)}/{positions[tp.partition]}" for tp in sorted(owned)},
+            consumer.flow_active, app.flow_control.is_active(),
             sorted(tp.partition for tp in consumer._paused_partitions if tp.topic == topic),
             sorted(tp.partition for tp in consumer._buffered_partitions if tp.topic == topic),
-            sorted(tp.partition for tp in stalled if tp not in active))
+            sorted(tp.partition for tp in owned if tp not in active))
         consumer.resume_partitions(stalled)
         consumer._buffered_partitions.difference_update(stalled)
         app.flow_control.resume()
