@@ -277,7 +277,11 @@ def _merge_reception(s: DossierState, event: ev.Event, kd: bytes, ctx: Context) 
     cal = ctx.calendar.for_unit(d.handling_unit_code)
     computed = None
     if d.time_limit is not None:
-        computed = cal.due_from_limit(d.received_at, d.time_limit.value, d.time_limit.unit)
+        try:
+            computed = cal.due_from_limit(d.received_at, d.time_limit.value, d.time_limit.unit)
+        except ValueError as exc:  # CalendarError: a limit that runs past the last year any calendar covers
+            raise ev.EventError("impossible_timeline", f"the time limit of {d.time_limit.value:g} "
+                                f"{d.time_limit.unit}s from `$.data.received_at` has no working calendar: {exc}") from None
     due = d.due_at if d.due_at is not None else computed
     s.reception = Reception(
         rank=rank, received_at=d.received_at, procedure_code=d.procedure_code,

@@ -26,6 +26,11 @@ MAX_EVENT_BYTES = 64 * 1024
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 TIMELINE_TOLERANCE = timedelta(minutes=5)
+MAX_DEADLINE_SPAN = timedelta(days=3653)
+"""Longest span from reception (or a previous due date) to a due date. Real limits are days to months; a deadline
+decades ahead is a publisher's error, costs seconds of calendar work, and past 2100 has no calendar at all."""
+MAX_TIME_LIMIT = {"hour": 3650, "working_day": 2500, "day": 3653, "month": 120}
+"""The same ten years as a published time limit, per unit (2,500 working days is a little over ten years)."""
 """Clock skew tolerated between the systems that stamp one dossier's steps before a timeline counts as impossible."""
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -427,8 +432,14 @@ def _check_data(kind: str, data: Struct) -> None:
             raise EventError("impossible_timeline", "`$.data.due_at` must be later than `$.data.received_at`")
         if data.submitted_at is not None and data.submitted_at > data.received_at + TIMELINE_TOLERANCE:
             raise EventError("impossible_timeline", "`$.data.submitted_at` is later than `$.data.received_at`")
-        if data.time_limit is not None and data.time_limit.unit in ("day", "month") and data.time_limit.value != int(data.time_limit.value):
+        limit = data.time_limit
+        if limit is not None and limit.unit in ("day", "month") and limit.value != int(limit.value):
             raise EventError("schema", "`$.data.time_limit.value` must be a whole number for unit day or month")
+        if limit is not None and limit.value > MAX_TIME_LIMIT[limit.unit]:
+            raise EventError("schema", f"`$.data.time_limit.value` {limit.value:g} is more than the "
+                                       f"{MAX_TIME_LIMIT[limit.unit]} {limit.unit}s (ten years) accepted")
+        if data.due_at is not None and data.due_at > data.received_at + MAX_DEADLINE_SPAN:
+            raise EventError("impossible_timeline", "`$.data.due_at` is more than ten years after `$.data.received_at`")
     if isinstance(data, Snapshot):
         for name in ("processing_ended_at", "returned_at", "stopped_at", "withdrawn_at"):
             t = getattr(data, name)
@@ -437,6 +448,9 @@ def _check_data(kind: str, data: Struct) -> None:
     elif isinstance(data, DueRescheduled):
         if data.apology.new_due_at <= data.apology.previous_due_at:
             raise EventError("impossible_timeline", "`$.data.apology.new_due_at` must be later than `previous_due_at`")
+        if data.apology.new_due_at > data.apology.previous_due_at + MAX_DEADLINE_SPAN:
+            raise EventError("impossible_timeline",
+                             "`$.data.apology.new_due_at` is more than ten years after `previous_due_at`")
 
 
 def event_to_json(envelope: dict) -> bytes:

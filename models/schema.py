@@ -57,6 +57,11 @@ def build_schema() -> dict:
     received = defs["Received"]
     received["anyOf"] = [{"required": ["due_at"]}, {"required": ["time_limit"]}]
     defs["Snapshot"]["anyOf"] = [{"required": ["due_at"]}, {"required": ["time_limit"]}]
+    # The longest limit accepted depends on its unit (ten years of each), which a single maximum cannot say.
+    defs["TimeLimit"]["allOf"] = [
+        {"if": {"properties": {"unit": {"const": unit}}, "required": ["unit"]},
+         "then": {"properties": {"value": {"maximum": most}}}}
+        for unit, most in ev.MAX_TIME_LIMIT.items()]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

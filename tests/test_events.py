@@ -55,6 +55,12 @@ BAD = [
      ["$.data.time_limit.unit"]),
     ("due before reception", mutate(GOOD_RECEIVED, "data.due_at", iso("2026-03-01 08:00")), "impossible_timeline",
      ["due_at", "received_at"]),
+    ("a time limit of 121 months", mutate(GOOD_RECEIVED, "data.time_limit", {"value": 121, "unit": "month"}),
+     "schema", ["$.data.time_limit.value", "ten years"]),
+    ("a time limit of 2,501 working days", mutate(GOOD_RECEIVED, "data.time_limit",
+                                                  {"value": 2501, "unit": "working_day"}), "schema", ["2501"]),
+    ("due decades after reception", mutate(GOOD_RECEIVED, "data.due_at", iso("2099-03-01 08:00")),
+     "impossible_timeline", ["due_at", "ten years"]),
     ("injection in a code", mutate(GOOD_RECEIVED, "data.handling_unit_code", "U1\"} or 1=1 --"), "schema",
      ["$.data.handling_unit_code"]),
     ("markup in subject", mutate(GOOD_RECEIVED, "subject", "<script>"), "schema", ["$.subject"]),
@@ -63,6 +69,9 @@ BAD = [
     ("apology moving the date back", raw("due_rescheduled", "2026-03-03 09:00", {"apology": {
         "issued_at": iso("2026-03-03 09:00"), "previous_due_at": iso("2026-03-09 08:00"),
         "new_due_at": iso("2026-03-05 08:00")}}), "impossible_timeline", ["new_due_at"]),
+    ("apology moving the date decades on", raw("due_rescheduled", "2026-03-03 09:00", {"apology": {
+        "issued_at": iso("2026-03-03 09:00"), "previous_due_at": iso("2026-03-09 08:00"),
+        "new_due_at": iso("2040-03-05 08:00")}}), "impossible_timeline", ["new_due_at", "ten years"]),
 ]
 
 

@@ -106,3 +106,14 @@ def test_bad_periods_are_refused(bad):
 def test_periods_between_spans_year_ends():
     assert periods_between("month", t("2025-11-20 00:00"), t("2026-02-01 00:00")) == [
         "month:2025-11", "month:2025-12", "month:2026-01", "month:2026-02"]
+
+
+def test_a_time_limit_running_past_the_calendar_is_refused_not_a_crash():
+    # Received in December 2099 with 400 working days: the deadline falls in 2101, past the last year (2100)
+    # any calendar covers. The oracle must report the line and go on, as the worker dead-letters it.
+    late = raw("received", "2099-12-01 08:00", received("2099-12-01 08:00", limit=(400, "working_day")), code="Y-1")
+    early = raw("received", "2099-12-01 08:00", received("2099-12-01 08:00", limit=(5, "working_day")), code="Y-2")
+    rep = replay(numbered([late, early]), ctx_at("2099-12-31T12:00:00+07:00"))
+    assert [(r.line, r.reason) for r in rep.rejections] == [(1, "impossible_timeline")]
+    assert "no working calendar" in rep.rejections[0].message
+    assert set(rep.states) == {"Y-2"}
