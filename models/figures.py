@@ -72,6 +72,9 @@ def replay(records: Iterable[tuple[int, bytes]], ctx: Context) -> Replay:
         except ev.EventError as exc:
             out.rejections.append(Rejection(n, exc.reason, exc.message))
             continue
+        except Exception as exc:  # noqa: BLE001 - as the worker dead-letters it: one line must not stop the audit
+            out.rejections.append(Rejection(n, "processor_error", f"{type(exc).__name__}: {exc}"))
+            continue
         if effects.duplicate:
             out.duplicates += 1
             continue

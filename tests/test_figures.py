@@ -117,3 +117,22 @@ def test_a_time_limit_running_past_the_calendar_is_refused_not_a_crash():
     assert [(r.line, r.reason) for r in rep.rejections] == [(1, "impossible_timeline")]
     assert "no working calendar" in rep.rejections[0].message
     assert set(rep.states) == {"Y-2"}
+
+
+def test_an_unexpected_error_on_one_line_is_reported_like_the_worker_dead_letters_it(monkeypatch):
+    import models.figures as figures_mod
+
+    real_apply = figures_mod.apply
+
+    def apply(state, event, ctx):
+        if event.subject == "BOOM":
+            raise ArithmeticError("a defect in the domain core")
+        return real_apply(state, event, ctx)
+
+    monkeypatch.setattr(figures_mod, "apply", apply)
+    boom = raw("received", "2026-01-06 08:00", received("2026-01-06 08:00", due="2026-01-09 08:00"), code="BOOM")
+    good = sample_lines()[:50]
+    rep = replay(numbered(good[:10] + [boom] + good[10:]), ctx_at())
+    assert [(r.line, r.reason) for r in rep.rejections] == [(11, "processor_error")]
+    assert "ArithmeticError: a defect" in rep.rejections[0].message
+    assert len(rep.states) == len(replay(numbered(good), ctx_at()).states)
