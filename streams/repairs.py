@@ -184,13 +184,18 @@ def watch_stalled_source(app: Any, topic: str, received: Callable[[], int], *, i
     @app.timer(interval=interval, name="onestop.stall-watchdog")
     async def stall_watchdog() -> None:
         now, seen = time.monotonic(), received()
-        busy = app.rebalancing or getattr(app, "in_recovery", False) or not app.tables.recovery.completed.is_set()
-        if seen != watch["received"] or busy:
+        if seen != watch["received"]:
             watch.update(received=seen, since=now)
             return
         if now - watch["since"] < stall_seconds:
             return
         watch["since"] = now
+        busy = {"rebalancing": bool(app.rebalancing), "in recovery": bool(getattr(app, "in_recovery", False)),
+                "recovery not completed": not app.tables.recovery.completed.is_set()}
+        if any(busy.values()):  # a long table recovery legitimately holds the agent; say so once in a while
+            log.info("the agent received nothing for %.0f s: %s", stall_seconds,
+                     ", ".join(k for k, v in busy.items() if v))
+            return
         owned = [tp for tp in consumer.assignment() if tp.topic == topic]
         if not owned:
             return
