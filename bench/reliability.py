@@ -371,10 +371,9 @@ def churn(bootstrap: str, base: Path, lines: list[bytes], expected: dict, *, rat
     killed worker that is not leaving is restarted at once on its own data dir and port, like a supervisor would.
     Ends with w1 alone, which must then show exactly the oracle's figures.
 
-    After a worker leaves by crashing, the next step waits until the embedded broker's group no longer lists it:
-    noida-db never expires a dead member, the workers' janitor removes it, but the janitor runs on a Faust timer
-    that only starts once table recovery completed, so a worker restarted while a ghost leads the group waits
-    forever (docs/reliability.md, known gaps; Apache Kafka expires the member after the session timeout).
+    After a worker leaves by crashing, the next step waits until the embedded broker's group no longer lists it
+    (noida-db never expires a dead member; the workers' janitor removes it within ~10 s, docs/reliability.md 4.7),
+    so that each step starts from a settled group.
     """
     stack = Stack(bootstrap, base, prefix=prefix)
     result: dict[str, Any] = {"scenario": "churn", "events": len(lines), "max_workers": 3}

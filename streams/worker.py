@@ -10,6 +10,8 @@ import importlib
 import logging
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,22 +82,32 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
         raise
 
 
-def _schedule_janitor(app: Any, janitor: GroupJanitor, interval: float = 5.0) -> None:
-    """Sweep the group now and then from a thread (kafka-python is blocking), passing our own member id."""
-    import asyncio
+def _schedule_janitor(app: Any, janitor: GroupJanitor, interval: float = 5.0) -> threading.Thread:
+    """Sweep the group every ``interval`` seconds from a plain daemon thread, passing our own member id.
+
+    Not a Faust timer: Faust starts timers only once table recovery has completed, and recovery cannot complete
+    while a crashed member leads the group, so a timer-driven sweep waited forever exactly when it was needed (a
+    worker restarted while another one had just been killed rejoined the same generation every few seconds
+    for minutes). kafka-python is blocking anyway.
+    """
 
     def my_member_id() -> str | None:
-        try:
-            return app.consumer._thread._consumer._coordinator.member_id or None
+        try:  # app._consumer, not app.consumer: the property would create the consumer from this thread
+            return app._consumer._thread._consumer._coordinator.member_id or None
         except AttributeError:
             return None
 
-    @app.timer(interval=interval, name="onestop.group-janitor")
-    async def sweep_group() -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, janitor.sweep, my_member_id)
-        except Exception as exc:
-            log.warning("group janitor failed: %r", exc)
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                janitor.sweep(my_member_id)
+            except Exception as exc:  # best effort, like the sweep at start
+                log.warning("group janitor failed: %r", exc)
+
+    thread = threading.Thread(target=run, name="onestop-group-janitor", daemon=True)
+    thread.start()
+    return thread
 
 
 def discard_state_after_crash(tabledir: Path, marker: Path) -> bool:

@@ -424,3 +424,22 @@ def test_a_worker_whose_source_partitions_stall_gets_itself_going_again(kafka_bo
     log_text = w.log_path.read_text(encoding="utf-8", errors="replace")
     assert "the agent received nothing for 3 s" in log_text
     assert re.search(r"inactive \[[0-3](, [0-3])*\]", log_text)  # the records waited on partitions left out
+
+
+def test_a_worker_restarted_behind_a_crashed_member_still_gets_ready(kafka_bootstrap: str, worker_factory) -> None:
+    # The embedded broker never expires a dead member and elects it leader, so the group cannot settle until
+    # the workers' janitor removes it. The janitor used to run on a Faust timer, which starts only after table
+    # recovery, which waits for the group: a worker restarted right after another one crashed never got ready.
+    a = worker_factory("a", store="memory")
+    a.wait_ready(timeout=60)
+    b = worker_factory("b", store="memory")
+    b.wait_ready(timeout=60)
+    wait_for(lambda: value(samples(a.metrics_text()), "onestop_worker_partitions_assigned") == 2, timeout=45,
+             interval=0.5, what="partitions split between the two workers")
+    b.kill9()
+    a.kill9()
+    a2 = worker_factory("a", store="memory", port=a.web_port)
+    a2.wait_ready(timeout=120)
+    wait_for(lambda: value(samples(a2.metrics_text()), "onestop_worker_partitions_assigned") == 4, timeout=60,
+             interval=0.5, what="the restarted worker owning every partition")
+    assert "removed 1 dead member(s)" in a2.log_path.read_text(encoding="utf-8", errors="replace")
