@@ -43,7 +43,7 @@ from streams.publisher import DossierEventPublisher  # noqa: E402
 from streams.settings import WorkerSettings  # noqa: E402
 from streams.simulator import SimulationConfig, Simulator  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
-from tests.procs import WorkerProcess, figures_equal  # noqa: E402
+from tests.procs import WorkerProcess, figures_difference, figures_equal  # noqa: E402
 
 AT = datetime(2026, 3, 10, 16, 0, tzinfo=TZ)  # the simulator's default end: every event is at or before it
 PERIODS = ("month:2026-03", "month:2026-02", "quarter:2026-Q1", "year:2026")
@@ -232,7 +232,26 @@ class Stack:
                 pass
             time.sleep(1.0)
         raise TimeoutError(f"figures of {worker.url} not equal to the oracle within {timeout:.0f} s\n"
-                           f"{worker.log_tail(30)}")
+                           f"{self._diagnosis(worker, expected)}\n{worker.log_tail(30)}")
+
+    def _diagnosis(self, worker: WorkerProcess, expected: dict[str, dict]) -> str:
+        """What differs and where the records are, so a failure says more than "not equal"."""
+        lines = []
+        try:
+            lines += figures_difference(lambda path: worker.get(path, timeout=60), expected)
+            text = worker.metrics_text()
+            lines.append(f"processed {_metric_sum(text, 'onestop_events_processed_total'):.0f}, duplicates "
+                         f"{_metric_sum(text, 'onestop_events_duplicate_total'):.0f}, rejected "
+                         f"{_metric_sum(text, 'onestop_events_rejected_total'):.0f} (this incarnation)")
+        except OSError as exc:
+            lines.append(f"worker unreachable: {exc!r}")
+        try:
+            lines.append(f"events topic end {self.end_offsets(self.settings.events)}, group committed "
+                         f"{self.committed()}, changelog end {self.end_offsets(self.settings.changelog)}, "
+                         f"dead letters {self.end_offsets(self.settings.dlq)}")
+        except Exception as exc:  # the diagnosis must never hide the timeout
+            lines.append(f"offsets unavailable: {exc!r}")
+        return "\n".join(lines)
 
     def wait_lag_drained(self, total: int, timeout: float = 120.0) -> float:
         started = time.monotonic()

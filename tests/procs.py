@@ -38,6 +38,30 @@ def http(url: str, *, data: bytes | None = None, timeout: float = 5.0,
         return exc.code, exc.read()
 
 
+def figures_difference(get: Callable[[str], tuple[int, bytes]], expected: dict[str, dict], limit: int = 8) -> list[str]:
+    """What ``/figures`` shows differently from ``expected``, one line per differing count (at most ``limit``)."""
+    out: list[str] = []
+    for period, want in expected.items():
+        status, body = get(f"/figures?period={period}")
+        if status != 200:
+            return [f"{period}: HTTP {status}"]
+        got = json.loads(body)
+        for scope in ("units", "provinces"):
+            for name in sorted(set(want[scope]) | set(got[scope])):
+                w, g = want[scope].get(name), got[scope].get(name)
+                if w == g:
+                    continue
+                if w is None or g is None:
+                    out.append(f"{period} {scope[:-1]} {name}: {'missing' if g is None else 'unexpected'}")
+                else:
+                    diffs = [f"{k} {g['counts'].get(k)} (want {v})" for k, v in w["counts"].items()
+                             if g["counts"].get(k) != v]
+                    out.append(f"{period} {scope[:-1]} {name}: " + (", ".join(diffs) or "scores differ"))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
 def figures_equal(get: Callable[[str], tuple[int, bytes]], expected: dict[str, dict]) -> bool:
     """Whether ``/figures`` shows, for every period of ``expected`` (documents of `onestop score`), exactly its unit
     and province figures; ``get(path)`` returns (status, body)."""
