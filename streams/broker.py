@@ -218,7 +218,8 @@ class GroupJanitor:
     JoinGroup then elects that ghost as leader, so the group loops in a rebalance forever. Apache Kafka expires
     such members itself; there this only shortens the wait. A member is removed only when it is provably gone:
 
-    * it advertises our own URL but is not us (we hold that host:port, so it is a past incarnation), or
+    * it advertises our own URL and is a member id we held before (a past incarnation of this process, or the id
+      a rejoin left behind), or any member with our URL when we are starting and have not joined yet, or
     * it advertises a loopback URL on which nothing has listened for two sweeps in a row (Faust serves its web
       port before joining and leaves the group before closing it, so a live member always answers).
 
@@ -231,6 +232,10 @@ class GroupJanitor:
         self.group = group
         self.own_url = own_url
         self._suspects: dict[str, int] = {}
+        # Member ids this process has held. A member with our URL that is not among them may be our own newest
+        # id, which the broker can list before the client has taken it over; removing it would cut a live
+        # worker out of its group while it keeps processing (its changelog writes then race the new owner's).
+        self._mine: set[str] = set()
         # kafka-python cannot parse Faust's assignor metadata and warns about it on every describe.
         logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
 
@@ -243,6 +248,8 @@ class GroupJanitor:
         if starting and own.port is not None and _port_open(own.port, own.hostname or LOOPBACK):
             return []  # someone serves our URL right now: not ours to judge
         me = whoami() if whoami else None
+        if me:
+            self._mine.add(me)
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.group}-janitor",
                                  **self.client_config)
         try:
@@ -259,8 +266,11 @@ class GroupJanitor:
                 url = advertised_url(member.get("member_metadata"))
                 if url is None:
                     continue
-                if url == self.own_url and (starting or me):
-                    ghosts.append(member_id)
+                if url == self.own_url:
+                    if starting:
+                        self._mine.add(member_id)  # a past process of ours: retried by later sweeps if need be
+                    if member_id in self._mine:
+                        ghosts.append(member_id)
                 elif self._dead_on_loopback(member_id, url):
                     ghosts.append(member_id)
             self._suspects = {m: n for m, n in self._suspects.items() if m in seen}
