@@ -29,7 +29,7 @@ from .clock import Clock, DeadlineSchedule
 from .processor import RecordOutcome  # the runtime's own rejections take the same shape
 from .metrics import PipelineHealth, TallyBook, merge
 from .repairs import (install_closed_transport_repair, install_complete_buffer_flush,
-                      rebuild_partitions_ahead_of_changelog, watch_stalled_source)
+                      guard_source_gaps, rebuild_partitions_ahead_of_changelog, watch_stalled_source)
 from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
 
@@ -626,6 +626,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     _rewind_partitions_never_committed(app, settings.events)
     _watch_recovery(app)
     watch_stalled_source(app, settings.events, lambda: runtime.records_received, stall_seconds=settings.stall_seconds)
+    guard_source_gaps(app, settings.events)
     install_closed_transport_repair()
     install_complete_buffer_flush()
     rebuild_partitions_ahead_of_changelog(app)

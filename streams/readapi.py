@@ -236,7 +236,8 @@ def _register_test_clock(app: Any, runtime: Any, error: Any, refused: Any) -> No
 
 def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
     """POST /test/stall-source: take the owned source partitions out of the consumer's active set, the state a
-    worker was found stuck in after a restart under load, so a test can show the stall watchdog getting it out."""
+    worker was found stuck in after a restart under load, so a test can show the stall watchdog getting it out.
+    POST /test/jump-source: put the consumer past records it has not read, for the gap guard's test."""
 
     @app.page("/test/stall-source")
     class TestStall(web.View):
@@ -246,3 +247,18 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
             tps = {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
             app.consumer.pause_partitions(tps)
             return _json_response({"paused": sorted(tp.partition for tp in tps)})
+
+    @app.page("/test/jump-source")
+    class TestJump(web.View):
+        """Seek the owned source partitions to their end and resume them: the wrong position a worker was found
+        in after an assignment under load, which skipped every record in between."""
+
+        async def post(self, request: web.Request) -> Response:
+            if (denied := refused(request)) is not None:
+                return denied
+            tps = {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
+            ends = await app.consumer._thread.highwaters(*tps)
+            for tp in tps:
+                app.consumer._thread.seek(tp, ends[tp])
+            app.consumer.resume_partitions(tps)
+            return _json_response({"sought": {str(tp.partition): ends[tp] for tp in sorted(tps)}})
