@@ -50,7 +50,7 @@ def test_broker_restarted_mid_stream_the_worker_reconnects_and_equals_the_oracle
 
 
 @pytest.mark.long
-@pytest.mark.timeout(900)  # eight rebalances and four recoveries; minutes on a loaded 2-core machine
+@pytest.mark.timeout(900)  # eight rebalances and four recoveries; ~70 s, minutes on a loaded 2-core machine
 def test_kill_9_repeatedly_with_workers_joining_and_leaving_equals_the_oracle(kafka_bootstrap, topic_prefix,
                                                                               tmp_path, history) -> None:
     lines, expected = history
