@@ -234,8 +234,8 @@ def guard_source_gaps(app: Any, topic: str) -> None:
 
     Under load, a worker that had just been assigned a partition received its first record thousands of offsets
     past the committed one, processed it and committed past the whole stretch: those events were in neither the
-    table nor the changelog, and the figures stayed short for good (the churn test, 1 run in 3 on a loaded
-    machine). Faust treats such a jump as a "gap" it may commit over, which suits compacted or transactional
+    table nor the changelog, and the figures stayed short for good (the churn scenario, 5 of 12 runs three at a
+    time on a loaded machine; docs/reliability.md 4.10). Faust treats such a jump as a "gap" it may commit over, which suits compacted or transactional
     topics, not an event log where every offset holds a record. Records of ``topic`` that arrive beyond the next
     expected offset are held back and the partition is sought to that offset, so they come again in order; the
     ones already read are applied twice, which idempotent events make harmless.
