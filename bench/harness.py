@@ -500,6 +500,8 @@ def main() -> int:
                     help="seconds between /metrics polls while measuring P (each scrape costs the worker CPU)")
     ap.add_argument("--memory-dossiers", type=int, default=1_000_000,
                     help="one-event dossiers the memory phase holds before measuring RSS and recovery")
+    ap.add_argument("--memory-backlog", type=int, default=0,
+                    help="feed the memory phase in chunks of this many events (0: pre-load everything)")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: score,A,B,C,P,latency,recovery,overdue,memory")
     args = ap.parse_args()
     quick = args.quick
@@ -629,7 +631,7 @@ def main() -> int:
             delays = phase_overdue(w, broker.bootstrap, prefix, 3 if not quick else 2)
             record("overdue_alert_s", spread(delays), out)
         if "memory" not in skip and not quick:
-            mem = phase_memory(broker, run_dir, out, args.memory_dossiers)
+            mem = phase_memory(broker, run_dir, out, args.memory_dossiers, args.memory_backlog)
             bytes_per = mem.get("rss_per_dossier_end") or bytes_per
         summary = {"P/A": pa, "P/B": pb, "p99_ms": p99, "bytes_per_dossier": bytes_per, "recovery_s": recovery,
                    "score_eps": score_eps["median"]}
@@ -647,8 +649,14 @@ def main() -> int:
     return 0
 
 
-def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path, dossiers: int = 1_000_000) -> dict:
-    """RSS per tracked dossier at 100 k and at ``dossiers`` one-event dossiers (1 M by default), then recovery."""
+def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path, dossiers: int = 1_000_000,
+                 backlog: int = 0) -> dict:
+    """RSS per tracked dossier at 100 k and at ``dossiers`` one-event dossiers (1 M by default), then recovery.
+
+    ``backlog`` > 0 feeds the events in chunks of that size, each once the worker has caught up with all but one
+    chunk: the embedded broker ignores fetch size limits and hands a consumer its whole backlog at once, so with
+    everything pre-loaded the worker's RSS holds the unread events too, not only the state it keeps.
+    """
     prefix = "mem-"
     settings = WorkerSettings(broker=broker.bootstrap, topic_prefix=prefix, app_id=prefix + "app",
                               partitions=PARTITIONS)
@@ -656,9 +664,11 @@ def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path, dossiers: int
     data = run_dir.parent / f"received-{dossiers}.jsonl"
     received_only(data, dossiers)
     lines = read_lines(data)
-    log(f"memory phase: producing {len(lines)} events")
-    produce_bulk(broker.bootstrap, settings.events, lines)
-    del lines
+    produced = 0
+    if not backlog:
+        log(f"memory phase: producing {len(lines)} events")
+        produce_bulk(broker.bootstrap, settings.events, lines)
+        produced = len(lines)
     clock = run_dir / "clock-mem"
     clock.write_text(AT)
     w = Worker(broker.bootstrap, prefix, run_dir / "M", clock, run_dir / "M.log").start()
@@ -669,6 +679,11 @@ def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path, dossiers: int
         at_100k = None
         while time.monotonic() - t0 < 5400:
             n, tracked = w.counts()
+            if produced < len(lines) and n >= produced - backlog:
+                chunk = lines[produced:produced + backlog]
+                produce_bulk(broker.bootstrap, settings.events, chunk)
+                produced += len(chunk)
+                continue
             rss, hwm = w.child.rss()
             if at_100k is None and tracked >= 100_000:
                 at_100k = {"rss": rss, "dossiers": tracked, "rss_per_dossier": rss / tracked}
@@ -678,7 +693,9 @@ def phase_memory(broker: EmbeddedBroker, run_dir: Path, out: Path, dossiers: int
             if n >= dossiers:
                 break
             time.sleep(2)
+        del lines
         res["seconds_to_hold_all"] = time.monotonic() - t0
+        res["backlog"] = backlog or None
         rss, hwm = w.child.rss()
         _, tracked = w.counts()
         disk = sum(f.stat().st_size for f in w.data_dir.rglob("*") if f.is_file())
