@@ -233,8 +233,8 @@ class GroupJanitor:
         self.own_url = own_url
         self._suspects: dict[str, int] = {}
         # Member ids this process has held. A member with our URL that is not among them may be our own newest
-        # id, which the broker can list before the client has taken it over; removing it would cut a live
-        # worker out of its group while it keeps processing (its changelog writes then race the new owner's).
+        # id, which the broker can list before the client has taken it over; removing it cut a live worker out of
+        # its group while it kept processing, and forced yet another rebalance.
         self._mine: set[str] = set()
         # kafka-python cannot parse Faust's assignor metadata and warns about it on every describe.
         logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
