@@ -405,7 +405,7 @@ def _first_bad_time(node) -> tuple[datetime, list[str]] | None:
     if isinstance(node, datetime):
         return None if EARLIEST <= node < LATEST else (node, [])
     if isinstance(node, Struct):
-        for name in _TIME_FIELDS.get(type(node)) or _time_fields(type(node)):
+        for name in _time_fields(type(node)):
             value = getattr(node, name)
             if value is None:
                 continue

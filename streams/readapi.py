@@ -239,12 +239,15 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
     worker was found stuck in after a restart under load, so a test can show the stall watchdog getting it out.
     POST /test/jump-source: put the consumer past records it has not read, for the gap guard's test."""
 
+    def owned() -> set:
+        return {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
+
     @app.page("/test/stall-source")
     class TestStall(web.View):
         async def post(self, request: web.Request) -> Response:
             if (denied := refused(request)) is not None:
                 return denied
-            tps = {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
+            tps = owned()
             app.consumer.pause_partitions(tps)
             return _json_response({"paused": sorted(tp.partition for tp in tps)})
 
@@ -256,7 +259,7 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
         async def post(self, request: web.Request) -> Response:
             if (denied := refused(request)) is not None:
                 return denied
-            tps = {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
+            tps = owned()
             ends = await app.consumer._thread.highwaters(*tps)
             for tp in tps:
                 app.consumer._thread.seek(tp, ends[tp])
