@@ -254,14 +254,28 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
     @app.page("/test/jump-source")
     class TestJump(web.View):
         """Seek the owned source partitions to their end and resume them: the wrong position a worker was found
-        in after an assignment under load, which skipped every record in between."""
+        in after an assignment under load, which skipped every record in between. With ``{"skip": N}``: commit,
+        seek to the committed offsets as a restart or rebalance does, then put the consumer N records further on
+        (where that many unread records exist), the smallest skip, right where Faust's own offsets are ambiguous.
+        """
 
         async def post(self, request: web.Request) -> Response:
             if (denied := refused(request)) is not None:
                 return denied
-            tps = owned()
-            ends = await app.consumer._thread.highwaters(*tps)
-            for tp in tps:
-                app.consumer._thread.seek(tp, ends[tp])
-            app.consumer.resume_partitions(tps)
-            return _json_response({"sought": {str(tp.partition): ends[tp] for tp in sorted(tps)}})
+            try:
+                skip = json.loads(await request.read() or b"{}").get("skip")
+                skip = None if skip is None else int(skip)
+            except (ValueError, TypeError, AttributeError) as exc:
+                return _json_response({"error": f"body: {exc}"}, 400)
+            consumer, tps = app.consumer, owned()
+            ends = await consumer._thread.highwaters(*tps)
+            targets = dict(ends)
+            if skip is not None:
+                await consumer.commit()
+                await consumer.perform_seek()
+                committed = {tp: consumer._read_offset.get(tp) or 0 for tp in tps}
+                targets = {tp: committed[tp] + skip for tp in tps if committed[tp] + skip <= ends[tp]}
+            for tp, offset in targets.items():
+                consumer._thread.seek(tp, offset)
+            consumer.resume_partitions(tps)
+            return _json_response({"sought": {str(tp.partition): off for tp, off in sorted(targets.items())}})

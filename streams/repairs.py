@@ -235,41 +235,68 @@ def guard_source_gaps(app: Any, topic: str) -> None:
     Under load, a worker that had just been assigned a partition received its first record thousands of offsets
     past the committed one, processed it and committed past the whole stretch: those events were in neither the
     table nor the changelog, and the figures stayed short for good (the churn scenario, 5 of 12 runs three at a
-    time on a loaded machine; docs/reliability.md 4.10). Faust treats such a jump as a "gap" it may commit over, which suits compacted or transactional
-    topics, not an event log where every offset holds a record. Records of ``topic`` that arrive beyond the next
-    expected offset are held back and the partition is sought to that offset, so they come again in order; the
-    ones already read are applied twice, which idempotent events make harmless.
+    time on a loaded machine; docs/reliability.md 4.10). Faust treats such a jump as a "gap" it may commit over,
+    which suits compacted or transactional topics, not an event log where every offset holds a record.
+
+    The guard keeps its own next expected offset per source partition: the position a seek put the consumer at,
+    then one past each record handed on. Faust's read offset cannot serve: after a seek it names the next record
+    to read, after a record the last one read, so a skip of exactly one record right after a seek (a restart, a
+    rebalance, the stall watchdog) looked like no skip at all. A record beyond the expected offset is held back
+    and the partition sought to that offset, so the records come again in order; records the consumer had
+    already read are applied again, which idempotent events make harmless.
     """
     from faust.transport.consumer import Consumer
 
     original = Consumer.getmany
     if getattr(original, _MARK, False):
         return
+    original_seek, original_perform_seek = Consumer.seek, Consumer.perform_seek
     rewinds: dict[Any, tuple[int, int]] = {}
 
+    def expected_of(consumer: Any) -> dict:
+        return vars(consumer).setdefault("_onestop_next_offset", {})
+
+    async def seek(self: Any, partition: Any, offset: int) -> None:
+        await original_seek(self, partition, offset)
+        if getattr(partition, "topic", None) == topic:
+            expected_of(self)[partition] = offset
+
+    async def perform_seek(self: Any) -> None:
+        await original_perform_seek(self)
+        expected = expected_of(self)
+        expected.clear()  # partitions no longer owned are forgotten; a reassigned one starts from its commit
+        for tp, offset in self._read_offset.items():  # here: the committed offset, i.e. the next record to read
+            if tp.topic == topic and offset is not None:
+                expected[tp] = offset
+
     async def getmany(self: Any, timeout: float) -> Any:
+        expected = expected_of(self)
         held: set = set()
         async for tp, message in original(self, timeout):
             if tp.topic == topic:
                 if tp in held:
                     continue
-                last = self._read_offset.get(tp)
-                if last is not None and message.offset > last + 1:
+                offset, want = message.offset, expected.get(tp)
+                if want is not None and offset > want:
                     target, times = rewinds.get(tp, (None, 0))
-                    times = times + 1 if target == last else 1
+                    times = times + 1 if target == want else 1
                     if times <= MAX_REWINDS:
-                        rewinds[tp] = (last, times)
-                        log.warning("partition %s of %s: the consumer jumped from offset %s to %s; reading the "
-                                    "skipped records again", tp.partition, tp.topic, last, message.offset)
-                        self._thread.seek(tp, last)
+                        rewinds[tp] = (want, times)
+                        log.warning("partition %s of %s: the consumer jumped to offset %s, expected %s; reading the "
+                                    "skipped records again", tp.partition, tp.topic, offset, want)
+                        self._thread.seek(tp, want)
                         held.add(tp)
                         continue
                     log.error("partition %s of %s: offsets %s..%s cannot be read again after %s tries (deleted by "
-                              "retention?); going on from %s", tp.partition, tp.topic, last, message.offset - 1,
-                              MAX_REWINDS, message.offset)
-                rewinds.pop(tp, None)
+                              "retention?); going on from %s", tp.partition, tp.topic, want, offset - 1,
+                              MAX_REWINDS, offset)
+                if want is None or offset >= want:  # an older record is a re-read: Faust drops it
+                    expected[tp] = offset + 1
+                    rewinds.pop(tp, None)
             yield tp, message
 
-    setattr(getmany, _MARK, True)
-    getmany.__wrapped__ = original  # type: ignore[attr-defined]
-    Consumer.getmany = getmany
+    for name, fn, orig in (("getmany", getmany, original), ("seek", seek, original_seek),
+                           ("perform_seek", perform_seek, original_perform_seek)):
+        setattr(fn, _MARK, True)
+        fn.__wrapped__ = orig  # type: ignore[attr-defined]
+        setattr(Consumer, name, fn)
