@@ -108,6 +108,8 @@ class Runtime:
         # Records the agent was handed, rejected ones included: the stall watchdog's sign of life.
         self.records_received = 0
         self.generation = 0
+        # Owned partitions whose table recovery is writing changelog records into: rebuilt once it is done.
+        self._restoring: set[int] = set()
         self.rebuild_seconds = 0.0
         self.app: faust.App | None = None
         self.table: Any = None
@@ -232,16 +234,33 @@ class Runtime:
     def on_revoked(self) -> None:
         self.ready = False
 
+    def on_table_restoring(self, partitions: set[int]) -> None:
+        """Recovery is writing changelog records these partitions' tables did not hold.
+
+        Tallies of a partition kept through a rebalance are normally still right, but not when its table changes
+        under them: after the local store was dropped because the broker lost changelog records, or when another
+        member wrote the changelog while this one was out of the group. Those partitions are rebuilt from the
+        table once recovery is done, like newly owned ones.
+        """
+        self._restoring |= partitions
+        kept = sorted(partitions & set(self.partitions))
+        if kept:
+            log.info("partition(s) %s: the table is being restored from the changelog; tallies are rebuilt after", kept)
+
     async def on_recovered(self, owned: set[int]) -> None:
-        """Table recovery done: rebuild tallies and schedules of newly owned partitions from the table."""
+        """Table recovery done: rebuild tallies and schedules of newly owned partitions, and of kept partitions
+        whose table the recovery changed, from the table."""
         generation = self.generation
         for p in list(self.partitions):
             if p not in owned:
                 self._drop(p)
+        stale, self._restoring = self._restoring & owned, set()
         started = time.monotonic()
-        for p in sorted(owned - set(self.partitions)):
-            state = await self._rebuild(p)
+        for p in sorted((owned - set(self.partitions)) | stale):
+            old = self.partitions.pop(p, None)  # never serve or update tallies of the table's former content
+            state = await self._rebuild(p, keys=old.keys if old is not None else None)
             if generation != self.generation:
+                self._restoring |= stale  # the next recovery redoes it
                 log.info("rebalanced during rebuild of partition %s; the next recovery redoes it", p)
                 return
             self.partitions[p] = state
@@ -250,9 +269,11 @@ class Runtime:
             self.ready = True
             log.info("ready: owning partitions %s", sorted(self.partitions))
 
-    async def _rebuild(self, partition: int) -> PartitionState:
+    async def _rebuild(self, partition: int, keys: set[str] | None = None) -> PartitionState:
         now = self.now()
         state = PartitionState(partition, now, self._track_keys)
+        if keys and state.keys is not None:  # memory store: keys written here are not in its recovery index
+            state.keys |= keys
         contribution, next_check_at = self.processor.contribution, self.processor.next_check_at
         n = 0
         for code, stored in self._iter_partition(partition, state):
@@ -573,6 +594,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
         web_stats_enabled=False,
         autodiscover=False,
         stream_wait_empty=True,
+        table_standby_replicas=settings.standby_replicas,
         # SASL/TLS for every consumer and producer Faust opens (streams.security; PLAINTEXT adds nothing).
         **faust_broker_settings(settings),
     )
@@ -629,7 +651,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     guard_source_gaps(app, settings.events)
     install_closed_transport_repair()
     install_complete_buffer_flush()
-    rebuild_partitions_ahead_of_changelog(app)
+    rebuild_partitions_ahead_of_changelog(app, on_restoring=runtime.on_table_restoring)
     registry = metrics_mod.new_registry(runtime)
     readapi.register(app, runtime, registry)
     return app

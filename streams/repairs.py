@@ -111,7 +111,7 @@ def install_complete_buffer_flush() -> None:
     ProducerBuffer.flush = flush
 
 
-def rebuild_partitions_ahead_of_changelog(app: Any) -> None:
+def rebuild_partitions_ahead_of_changelog(app: Any, on_restoring: Callable[[set[int]], None] | None = None) -> None:
     """Rebuild from the changelog any local table partition that is ahead of it, instead of crashing.
 
     The local store records the changelog offset of the last state it wrote. If the changelog now ends before
@@ -121,6 +121,14 @@ def rebuild_partitions_ahead_of_changelog(app: Any) -> None:
     corrupted task: drop the local copy of that partition and restore it from the changelog, after which the
     source records not yet committed are processed again. States whose changelog records were lost *and* whose
     source offsets were already committed cannot come back; the error log says how many offsets were missing.
+
+    ``on_restoring`` is told which partitions' tables are about to receive changelog records they do not hold:
+    anything derived from those tables (the tallies) must be rebuilt after recovery, even when the partition
+    stayed with this worker through the rebalance. A partition restored after such a drop was kept with its old
+    tallies while its table went back to the changelog's older states; every later event then moved the tallies
+    by the difference from the wrong base, and the figures never equalled the oracle again (the broker-restart
+    scenario, after the embedded broker lost changelog records: every dossier right in the changelog at the end,
+    the figures wrong). Another member writing the changelog while this one was out of the group does the same.
     """
     recovery = app.tables.recovery
     original = recovery._build_offsets
@@ -131,6 +139,7 @@ def rebuild_partitions_ahead_of_changelog(app: Any) -> None:
         await original(consumer, tps, destination, title)
         if title != "active":
             return
+        restoring: set[int] = set()
         for tp in tps:
             persisted, highwater = destination.get(tp), recovery.active_highwaters.get(tp)
             if persisted is None or highwater is None or persisted <= highwater or persisted < 0:
@@ -141,9 +150,17 @@ def rebuild_partitions_ahead_of_changelog(app: Any) -> None:
             dropped = _drop_local_partition(table, tp.partition)
             earliest = (await consumer.earliest_offsets(tp)).get(tp)
             destination[tp] = (earliest - 1) if earliest else -1
+            restoring.add(tp.partition)
             log.error("changelog %s[%d] ends at offset %d but the local store had written up to %d: the broker lost "
                       "acknowledged records; dropped %d local entries and restoring the partition from the changelog",
                       tp.topic, tp.partition, highwater, persisted, dropped)
+        if on_restoring is not None:
+            for tp in tps:
+                persisted, highwater = destination.get(tp), recovery.active_highwaters.get(tp)
+                if highwater is not None and highwater >= 0 and (persisted is None or persisted < highwater):
+                    restoring.add(tp.partition)
+            if restoring:
+                on_restoring(restoring)
 
     setattr(build_offsets, _MARK, True)
     recovery._build_offsets = build_offsets

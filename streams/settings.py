@@ -47,6 +47,11 @@ class WorkerSettings:
     rocksdb_block_cache_mib: int = 16
     rocksdb_write_buffer_mib: int = 8
     rocksdb_write_buffers: int = 2
+    # Faust standby replicas: copies of other workers' table partitions kept up to date from the changelog, for a
+    # faster takeover. Off by default, as in Kafka Streams: tallies are rebuilt from the table on takeover anyway,
+    # and a standby whose local store is ahead of a changelog the broker lost stops Faust with ConsistencyError,
+    # which the active-side repair (streams.repairs) does not cover.
+    standby_replicas: int = 0
     partitions: int = 4
     reference_partitions: int = 1
     replication_factor: int = 1
@@ -95,6 +100,8 @@ class WorkerSettings:
             raise ValueError(f"store must be one of {STORES}, got {self.store!r}")
         if self.partitions < 1 or self.reference_partitions < 1:
             raise ValueError("partition counts must be >= 1")
+        if self.standby_replicas < 0:
+            raise ValueError("standby_replicas must be >= 0")
         if min(self.rocksdb_block_cache_mib, self.rocksdb_write_buffer_mib, self.rocksdb_write_buffers) < 1:
             raise ValueError("rocksdb_block_cache_mib, rocksdb_write_buffer_mib and rocksdb_write_buffers must be >= 1")
         if self.session_timeout <= 0 or self.clock_interval <= 0 or self.stall_seconds <= 0:
