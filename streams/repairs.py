@@ -261,17 +261,39 @@ def guard_source_gaps(app: Any, topic: str) -> None:
     rebalance, the stall watchdog) looked like no skip at all. A record beyond the expected offset is held back
     and the partition sought to that offset, so the records come again in order; records the consumer had
     already read are applied again, which idempotent events make harmless.
+
+    The same rule holds on the commit side, where Faust let a record be committed without being applied:
+
+    * a message the stream skipped because a rebalance had begun (flow stopped, or fetched in an older
+      generation) is still acked, and once the revocation had cleared the partition's committed offset that ack
+      counted; a commit before the seek to the committed offsets then moved the offset past it, and the seek
+      went there. Acks of messages from another generation no longer count: the records are read again after
+      the seek anyway;
+    * a partition's acks are counted from its seek to the committed offsets on, never before it in a generation;
+    * Faust commits an acked run whose first offset lies up to one past the committed offset, i.e. over exactly
+      one record never acked (the committed offset is the next record to read, not the last one read). A run
+      must now begin at the committed offset.
+
+    The churn scenario lost exactly one event this way: processing of a partition stopped at offset 2995 before
+    a rebalance, the worker that kept it went on at 2997, and 2996 was committed and never applied (worker logs
+    without a jump warning, changelog and events topic read back from the broker's snapshot).
     """
     from faust.transport.consumer import Consumer
+    from mode.utils.futures import notify
 
     original = Consumer.getmany
     if getattr(original, _MARK, False):
         return
     original_seek, original_perform_seek = Consumer.seek, Consumer.perform_seek
+    original_ack, original_new_offset = Consumer.ack, Consumer._new_offset
+    original_revoked = Consumer.on_partitions_revoked
     rewinds: dict[Any, tuple[int, int]] = {}
 
     def expected_of(consumer: Any) -> dict:
         return vars(consumer).setdefault("_onestop_next_offset", {})
+
+    def sought_of(consumer: Any) -> set:
+        return vars(consumer).setdefault("_onestop_sought", set())
 
     async def seek(self: Any, partition: Any, offset: int) -> None:
         await original_seek(self, partition, offset)
@@ -280,11 +302,45 @@ def guard_source_gaps(app: Any, topic: str) -> None:
 
     async def perform_seek(self: Any) -> None:
         await original_perform_seek(self)
-        expected = expected_of(self)
+        expected, sought = expected_of(self), sought_of(self)
         expected.clear()  # partitions no longer owned are forgotten; a reassigned one starts from its commit
         for tp, offset in self._read_offset.items():  # here: the committed offset, i.e. the next record to read
             if tp.topic == topic and offset is not None:
                 expected[tp] = offset
+        sought.clear()
+        for tp in self.assignment():
+            if tp.topic == topic:
+                # Everything from the committed offset on is read again: acks from before this seek mean nothing.
+                self._acked.pop(tp, None)
+                self._acked_index.pop(tp, None)
+                self._gap.pop(tp, None)
+                sought.add(tp)
+
+    async def on_partitions_revoked(self: Any, revoked: Any) -> None:
+        sought_of(self).difference_update(revoked)
+        await original_revoked(self, revoked)
+
+    def ack(self: Any, message: Any) -> bool:
+        if message.topic == topic and not message.acked and message.generation_id != self.app.consumer_generation_id:
+            message.acked = True  # done with, but not applied in this generation: it is read again after the seek
+            self._unacked_messages.discard(message)
+            notify(self._waiting_for_ack)  # a revocation may be waiting for the stream to be empty
+            return False
+        return original_ack(self, message)
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        if tp.topic == topic:
+            if tp not in sought_of(self):
+                return None  # between a revocation and the seek to the committed offsets: nothing to commit yet
+            acked, committed = self._acked.get(tp), self._committed_offset.get(tp)
+            if acked and committed is not None:
+                head = min(acked)
+                gaps = self._gap.get(tp)
+                if gaps:  # records the consumer was allowed to pass (deleted by retention, see MAX_REWINDS)
+                    head = min(head, min(interval.begin for interval in gaps))
+                if head > committed:
+                    return None  # the record at the committed offset is not applied yet
+        return original_new_offset(self, tp)
 
     async def getmany(self: Any, timeout: float) -> Any:
         expected = expected_of(self)
@@ -313,7 +369,9 @@ def guard_source_gaps(app: Any, topic: str) -> None:
             yield tp, message
 
     for name, fn, orig in (("getmany", getmany, original), ("seek", seek, original_seek),
-                           ("perform_seek", perform_seek, original_perform_seek)):
+                           ("perform_seek", perform_seek, original_perform_seek),
+                           ("on_partitions_revoked", on_partitions_revoked, original_revoked),
+                           ("ack", ack, original_ack), ("_new_offset", new_offset, original_new_offset)):
         setattr(fn, _MARK, True)
         fn.__wrapped__ = orig  # type: ignore[attr-defined]
         setattr(Consumer, name, fn)

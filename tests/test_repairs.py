@@ -153,3 +153,82 @@ def test_repaired_flush_returns_only_when_every_record_reached_the_client() -> N
             await buffer.stop()
 
     assert asyncio.run(scenario()) == (0, 3)
+
+
+# -- the source-offset guard, commit side (streams.repairs.guard_source_gaps) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded_consumer():
+    """A Faust consumer object (never started, no broker contacted) of an app whose source topic is guarded."""
+    import faust
+
+    from streams.repairs import guard_source_gaps
+
+    app = faust.App("t-repairs-commit-guard", broker="kafka://127.0.0.1:1", store="memory://")
+    guard_source_gaps(app, "events")
+    app.topics._acking_topics.add("events")  # what subscribing an agent to the topic does
+    return app, app.consumer
+
+
+def _acked(consumer, tp, offsets, committed, sought=True):
+    consumer._acked[tp] = list(offsets)
+    consumer._acked_index[tp] = set(offsets)
+    consumer._gap.pop(tp, None)
+    consumer._committed_offset[tp] = committed
+    if sought:
+        vars(consumer).setdefault("_onestop_sought", set()).add(tp)
+    else:
+        vars(consumer).setdefault("_onestop_sought", set()).discard(tp)
+
+
+@pytest.mark.parametrize("acked, committed, faust_commits, guarded_commits", [
+    ([10, 11, 12], 10, 13, 13),  # the run starts at the committed offset: commit as Faust does
+    ([11, 12], 10, 13, None),  # record 10 never acked: Faust commits over it (the committed offset is the *next* one)
+    ([12, 13], 10, None, None),  # a gap of two: Faust waits too
+    ([], 10, None, None),
+])
+def test_a_commit_must_start_at_the_committed_offset(guarded_consumer, acked, committed, faust_commits,
+                                                     guarded_commits) -> None:
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+
+    _, consumer = guarded_consumer
+    tp = TP("events", 0)
+    _acked(consumer, tp, acked, committed)
+    assert Consumer._new_offset.__wrapped__(consumer, tp) == faust_commits
+    _acked(consumer, tp, acked, committed)
+    assert consumer._new_offset(tp) == guarded_commits
+
+
+def test_nothing_is_committed_between_a_revocation_and_the_seek_to_the_committed_offsets(guarded_consumer) -> None:
+    from faust.types import TP
+
+    _, consumer = guarded_consumer
+    tp = TP("events", 1)
+    _acked(consumer, tp, [10, 11], 10, sought=False)
+    assert consumer._new_offset(tp) is None
+    _acked(consumer, tp, [10, 11], 10, sought=True)
+    assert consumer._new_offset(tp) == 12
+    other = TP("elsewhere", 0)  # other topics (changelogs, reference topics) keep Faust's rule
+    _acked(consumer, other, [11, 12], 10, sought=False)
+    assert consumer._new_offset(other) == 13
+
+
+def test_a_message_of_an_older_generation_is_done_with_but_not_counted_as_applied(guarded_consumer) -> None:
+    from faust.types import TP, Message
+
+    app, consumer = guarded_consumer
+    tp = TP("events", 2)
+    _acked(consumer, tp, [], 10)
+
+    def message(offset, generation):
+        return Message("events", 2, offset, 0.0, 0, None, b"k", b"v", None, tp=tp, generation_id=generation)
+
+    current = app.consumer_generation_id
+    stale, fresh = message(10, current - 1), message(10, current)
+    consumer._unacked_messages.add(stale)
+    assert consumer.ack(stale) is False
+    assert stale.acked and stale not in consumer._unacked_messages  # nothing waits for it any more
+    assert consumer._acked[tp] == []  # but it does not let the offset move
+    assert consumer.ack(fresh) is True and consumer._acked[tp] == [10]
