@@ -269,7 +269,8 @@ def guard_source_gaps(app: Any, topic: str) -> None:
       counted; a commit before the seek to the committed offsets then moved the offset past it, and the seek
       went there. Acks of messages from another generation no longer count: the records are read again after
       the seek anyway;
-    * a partition's acks are counted from its seek to the committed offsets on, never before it in a generation;
+    * nothing is committed for a partition between its revocation and the seek to the committed offsets that
+      follows the assignment (acks gathered meanwhile wait, and the next rule applies to them);
     * Faust commits an acked run whose first offset lies up to one past the committed offset, i.e. over exactly
       one record never acked (the committed offset is the next record to read, not the last one read). A run
       must now begin at the committed offset.
@@ -307,14 +308,9 @@ def guard_source_gaps(app: Any, topic: str) -> None:
         for tp, offset in self._read_offset.items():  # here: the committed offset, i.e. the next record to read
             if tp.topic == topic and offset is not None:
                 expected[tp] = offset
+        # Acks gathered before this point stay: a record applied while the seek was under way is not read again.
         sought.clear()
-        for tp in self.assignment():
-            if tp.topic == topic:
-                # Everything from the committed offset on is read again: acks from before this seek mean nothing.
-                self._acked.pop(tp, None)
-                self._acked_index.pop(tp, None)
-                self._gap.pop(tp, None)
-                sought.add(tp)
+        sought.update(tp for tp in self.assignment() if tp.topic == topic)
 
     async def on_partitions_revoked(self: Any, revoked: Any) -> None:
         sought_of(self).difference_update(revoked)
