@@ -110,6 +110,10 @@ class Runtime:
         self.generation = 0
         # Owned partitions whose table recovery is writing changelog records into: rebuilt once it is done.
         self._restoring: set[int] = set()
+        # Source offsets this worker applied (or dead-lettered) and that are not committed yet, per partition: the
+        # commit guard (streams.repairs.guard_source_gaps) asks whether a record Faust delivered before a
+        # rebalance was applied or only skipped.
+        self.applied: dict[int, set[int]] = {}
         self.rebuild_seconds = 0.0
         self.app: faust.App | None = None
         self.table: Any = None
@@ -234,6 +238,9 @@ class Runtime:
     def on_revoked(self) -> None:
         self.ready = False
 
+    def applied_offsets(self, partition: int) -> set[int]:
+        return self.applied.setdefault(partition, set())
+
     def on_table_restoring(self, partitions: set[int]) -> None:
         """Recovery is writing changelog records these partitions' tables did not hold.
 
@@ -353,14 +360,17 @@ class Runtime:
         raw_key, value = event.key, event.value
         code = _decode_key(raw_key)
         if code is None:
+            self.applied_offsets(partition).add(msg.offset)
             await self._dead_letter(msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key")
             return
         if value is None:
+            self.applied_offsets(partition).add(msg.offset)
             await self._dead_letter(msg, raw_key, value, "missing_value", "record has no value (tombstone)")
             return
         state = await self._ensure_partition(partition)
         if state is None:
             return
+        self.applied_offsets(partition).add(msg.offset)
         alerts: list[dict] = []
         now = self._advance(state, self.now(), alerts)
         stored = self._get(partition, code)
@@ -404,18 +414,24 @@ class Runtime:
         # (partition, code) -> [latest state bytes, existed before the batch, changed in the batch]
         pending: dict[tuple[int, str], list] = {}
         handle, takes_key, health = self.processor.handle, self._handle_takes_key, self.health
+        applied = self.applied
         for event in events:
             msg = event.message
             partition = msg.partition
             raw_key, value = event.key, event.value
             code = _decode_key(raw_key)
+            state = owned[partition]
+            if state is not None or code is None or value is None:  # applied or dead-lettered, not left to others
+                done = applied.get(partition)
+                if done is None:
+                    done = applied[partition] = set()
+                done.add(msg.offset)
             if code is None:
                 dead.append((msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key"))
                 continue
             if value is None:
                 dead.append((msg, raw_key, value, "missing_value", "record has no value (tombstone)"))
                 continue
-            state = owned[partition]
             if state is None:
                 continue
             now = nows.get(partition)
@@ -648,7 +664,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     _rewind_partitions_never_committed(app, settings.events)
     _watch_recovery(app)
     watch_stalled_source(app, settings.events, lambda: runtime.records_received, stall_seconds=settings.stall_seconds)
-    guard_source_gaps(app, settings.events)
+    guard_source_gaps(app, settings.events, applied=runtime.applied_offsets)
     install_closed_transport_repair()
     install_complete_buffer_flush()
     rebuild_partitions_ahead_of_changelog(app, on_restoring=runtime.on_table_restoring)

@@ -246,7 +246,7 @@ def watch_stalled_source(app: Any, topic: str, received: Callable[[], int], *, i
 MAX_REWINDS = 3
 
 
-def guard_source_gaps(app: Any, topic: str) -> None:
+def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] | None = None) -> None:
     """Never let the consumer jump over source records: send it back to the first record it skipped.
 
     Under load, a worker that had just been assigned a partition received its first record thousands of offsets
@@ -267,8 +267,10 @@ def guard_source_gaps(app: Any, topic: str) -> None:
     * a message the stream skipped because a rebalance had begun (flow stopped, or fetched in an older
       generation) is still acked, and once the revocation had cleared the partition's committed offset that ack
       counted; a commit before the seek to the committed offsets then moved the offset past it, and the seek
-      went there. Acks of messages from another generation no longer count: the records are read again after
-      the seek anyway;
+      went there. An ack of a message from another generation now counts only if the runtime applied it
+      (``applied(partition)`` holds the offsets it applied or dead-lettered and has not seen committed yet);
+      a skipped one is read again after the seek. Without ``applied`` such acks never count, which can hold a
+      partition's commits back until the record is read again;
     * nothing is committed for a partition between its revocation and the seek to the committed offsets that
       follows the assignment (acks gathered meanwhile wait, and the next rule applies to them);
     * Faust commits an acked run whose first offset lies up to one past the committed offset, i.e. over exactly
@@ -282,6 +284,8 @@ def guard_source_gaps(app: Any, topic: str) -> None:
     from faust.transport.consumer import Consumer
     from mode.utils.futures import notify
 
+    # Per app: the class-level wrappers below look both up on the consumer's app.
+    app._onestop_source_topic, app._onestop_applied = topic, applied
     original = Consumer.getmany
     if getattr(original, _MARK, False):
         return
@@ -296,14 +300,20 @@ def guard_source_gaps(app: Any, topic: str) -> None:
     def sought_of(consumer: Any) -> set:
         return vars(consumer).setdefault("_onestop_sought", set())
 
+    def applied_of(consumer: Any) -> Callable[[int], set[int]] | None:
+        return getattr(consumer.app, "_onestop_applied", None)
+
+    def topic_of(consumer: Any) -> str | None:
+        return getattr(consumer.app, "_onestop_source_topic", None)
+
     async def seek(self: Any, partition: Any, offset: int) -> None:
         await original_seek(self, partition, offset)
-        if getattr(partition, "topic", None) == topic:
+        if getattr(partition, "topic", None) == topic_of(self):
             expected_of(self)[partition] = offset
 
     async def perform_seek(self: Any) -> None:
         await original_perform_seek(self)
-        expected, sought = expected_of(self), sought_of(self)
+        expected, sought, topic = expected_of(self), sought_of(self), topic_of(self)
         expected.clear()  # partitions no longer owned are forgotten; a reassigned one starts from its commit
         for tp, offset in self._read_offset.items():  # here: the committed offset, i.e. the next record to read
             if tp.topic == topic and offset is not None:
@@ -314,10 +324,19 @@ def guard_source_gaps(app: Any, topic: str) -> None:
 
     async def on_partitions_revoked(self: Any, revoked: Any) -> None:
         sought_of(self).difference_update(revoked)
+        applied = applied_of(self)
+        if applied is not None:
+            for tp in revoked:
+                if tp.topic == topic_of(self):
+                    applied(tp.partition).clear()
         await original_revoked(self, revoked)
 
     def ack(self: Any, message: Any) -> bool:
-        if message.topic == topic and not message.acked and message.generation_id != self.app.consumer_generation_id:
+        if (not message.acked and message.generation_id != self.app.consumer_generation_id
+                and message.topic == topic_of(self)):
+            applied = applied_of(self)
+            if applied is not None and message.offset in applied(message.partition):
+                return original_ack(self, message)  # applied before the rebalance finished: it counts
             message.acked = True  # done with, but not applied in this generation: it is read again after the seek
             self._unacked_messages.discard(message)
             notify(self._waiting_for_ack)  # a revocation may be waiting for the stream to be empty
@@ -325,7 +344,7 @@ def guard_source_gaps(app: Any, topic: str) -> None:
         return original_ack(self, message)
 
     def new_offset(self: Any, tp: Any) -> int | None:
-        if tp.topic == topic:
+        if tp.topic == topic_of(self):
             if tp not in sought_of(self):
                 return None  # between a revocation and the seek to the committed offsets: nothing to commit yet
             acked, committed = self._acked.get(tp), self._committed_offset.get(tp)
@@ -336,10 +355,16 @@ def guard_source_gaps(app: Any, topic: str) -> None:
                     head = min(head, min(interval.begin for interval in gaps))
                 if head > committed:
                     return None  # the record at the committed offset is not applied yet
+            offset = original_new_offset(self, tp)
+            applied = applied_of(self)
+            if offset is not None and applied is not None:
+                done = applied(tp.partition)
+                done.difference_update([o for o in done if o < offset])
+            return offset
         return original_new_offset(self, tp)
 
     async def getmany(self: Any, timeout: float) -> Any:
-        expected = expected_of(self)
+        expected, topic = expected_of(self), topic_of(self)
         held: set = set()
         async for tp, message in original(self, timeout):
             if tp.topic == topic:

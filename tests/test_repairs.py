@@ -166,8 +166,10 @@ def guarded_consumer():
     from streams.repairs import guard_source_gaps
 
     app = faust.App("t-repairs-commit-guard", broker="kafka://127.0.0.1:1", store="memory://")
-    guard_source_gaps(app, "events")
+    applied: dict[int, set[int]] = {}
+    guard_source_gaps(app, "events", applied=lambda p: applied.setdefault(p, set()))
     app.topics._acking_topics.add("events")  # what subscribing an agent to the topic does
+    app.applied_sets = applied
     return app, app.consumer
 
 
@@ -215,20 +217,38 @@ def test_nothing_is_committed_between_a_revocation_and_the_seek_to_the_committed
     assert consumer._new_offset(other) == 13
 
 
-def test_a_message_of_an_older_generation_is_done_with_but_not_counted_as_applied(guarded_consumer) -> None:
+@pytest.mark.parametrize("applied_by_the_runtime", [False, True], ids=["skipped", "applied"])
+def test_a_message_of_an_older_generation_counts_only_if_it_was_applied(guarded_consumer,
+                                                                        applied_by_the_runtime) -> None:
     from faust.types import TP, Message
 
     app, consumer = guarded_consumer
     tp = TP("events", 2)
     _acked(consumer, tp, [], 10)
+    app.applied_sets[2] = {10} if applied_by_the_runtime else set()
 
     def message(offset, generation):
         return Message("events", 2, offset, 0.0, 0, None, b"k", b"v", None, tp=tp, generation_id=generation)
 
     current = app.consumer_generation_id
-    stale, fresh = message(10, current - 1), message(10, current)
+    stale = message(10, current - 1)
     consumer._unacked_messages.add(stale)
-    assert consumer.ack(stale) is False
-    assert stale.acked and stale not in consumer._unacked_messages  # nothing waits for it any more
-    assert consumer._acked[tp] == []  # but it does not let the offset move
-    assert consumer.ack(fresh) is True and consumer._acked[tp] == [10]
+    assert consumer.ack(stale) is applied_by_the_runtime
+    assert stale.acked and stale not in consumer._unacked_messages  # nothing waits for it any more either way
+    if applied_by_the_runtime:  # its state is in the table: it may be committed, or nothing would ever ack it
+        assert consumer._acked[tp] == [10]
+    else:  # skipped by the stream during the rebalance: it must not let the offset move
+        assert consumer._acked[tp] == []
+        fresh = message(10, current)  # read again after the seek, applied, acked
+        assert consumer.ack(fresh) is True and consumer._acked[tp] == [10]
+
+
+def test_a_commit_forgets_the_applied_offsets_below_it(guarded_consumer) -> None:
+    from faust.types import TP
+
+    app, consumer = guarded_consumer
+    tp = TP("events", 3)
+    app.applied_sets[3] = {8, 9, 10, 11, 12, 20}
+    _acked(consumer, tp, [10, 11, 12], 10)
+    assert consumer._new_offset(tp) == 13
+    assert app.applied_sets[3] == {20}
