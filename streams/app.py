@@ -110,9 +110,9 @@ class Runtime:
         self.generation = 0
         # Owned partitions whose table recovery is writing changelog records into: rebuilt once it is done.
         self._restoring: set[int] = set()
-        # Source offsets this worker applied (or dead-lettered) and that are not committed yet, per partition: the
-        # commit guard (streams.repairs.guard_source_gaps) asks whether a record Faust delivered before a
-        # rebalance was applied or only skipped.
+        # Source offsets whose records this worker has fully handled (state written, alerts and dead letters sent)
+        # and not yet seen committed, per partition: the commit guard (streams.repairs.guard_source_gaps) commits
+        # only up to the first offset missing from here, whatever Faust's acks say.
         self.applied: dict[int, set[int]] = {}
         self.rebuild_seconds = 0.0
         self.app: faust.App | None = None
@@ -241,6 +241,10 @@ class Runtime:
     def applied_offsets(self, partition: int) -> set[int]:
         return self.applied.setdefault(partition, set())
 
+    def _handled(self, generation: int, msg: Any) -> None:
+        if generation == self.generation:  # after a rebalance the record is read again from the committed offset
+            self.applied_offsets(msg.partition).add(msg.offset)
+
     def on_table_restoring(self, partitions: set[int]) -> None:
         """Recovery is writing changelog records these partitions' tables did not hold.
 
@@ -355,22 +359,22 @@ class Runtime:
 
     async def on_event(self, event: Any) -> None:
         self.records_received += 1
+        generation = self.generation
         msg = event.message
         partition = msg.partition
         raw_key, value = event.key, event.value
         code = _decode_key(raw_key)
         if code is None:
-            self.applied_offsets(partition).add(msg.offset)
             await self._dead_letter(msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key")
+            self._handled(generation, msg)
             return
         if value is None:
-            self.applied_offsets(partition).add(msg.offset)
             await self._dead_letter(msg, raw_key, value, "missing_value", "record has no value (tombstone)")
+            self._handled(generation, msg)
             return
         state = await self._ensure_partition(partition)
         if state is None:
             return
-        self.applied_offsets(partition).add(msg.offset)
         alerts: list[dict] = []
         now = self._advance(state, self.now(), alerts)
         stored = self._get(partition, code)
@@ -391,6 +395,7 @@ class Runtime:
         if outcome.dead_letter is not None:
             reason, message = outcome.dead_letter
             await self._dead_letter(msg, raw_key, value, reason, message)
+        self._handled(generation, msg)
 
     async def on_events(self, events: list[Any]) -> None:
         """A batch of records: the same per-record decisions as ``on_event``, in the same order.
@@ -402,6 +407,7 @@ class Runtime:
         rebalance callbacks never see a half-applied batch.
         """
         self.records_received += len(events)
+        generation = self.generation
         owned: dict[int, PartitionState | None] = {}
         for event in events:
             p = event.message.partition
@@ -414,18 +420,15 @@ class Runtime:
         # (partition, code) -> [latest state bytes, existed before the batch, changed in the batch]
         pending: dict[tuple[int, str], list] = {}
         handle, takes_key, health = self.processor.handle, self._handle_takes_key, self.health
-        applied = self.applied
+        handled: list[Any] = []  # records applied or dead-lettered here, not left to another owner
         for event in events:
             msg = event.message
             partition = msg.partition
             raw_key, value = event.key, event.value
             code = _decode_key(raw_key)
             state = owned[partition]
-            if state is not None or code is None or value is None:  # applied or dead-lettered, not left to others
-                done = applied.get(partition)
-                if done is None:
-                    done = applied[partition] = set()
-                done.add(msg.offset)
+            if state is not None or code is None or value is None:
+                handled.append(msg)
             if code is None:
                 dead.append((msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key"))
                 continue
@@ -470,6 +473,14 @@ class Runtime:
         await self._send_alerts(alerts)
         for record in dead:
             await self._dead_letter(*record, counted=True)
+        if generation != self.generation:
+            return  # a rebalance came in between: these records are read again from the committed offsets
+        applied = self.applied
+        for msg in handled:
+            done = applied.get(msg.partition)
+            if done is None:
+                done = applied[msg.partition] = set()
+            done.add(msg.offset)
 
     # -- output topics -----------------------------------------------------------------------------------------
     async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str, *,

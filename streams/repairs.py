@@ -262,27 +262,22 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
     and the partition sought to that offset, so the records come again in order; records the consumer had
     already read are applied again, which idempotent events make harmless.
 
-    The same rule holds on the commit side, where Faust let a record be committed without being applied:
-
-    * a message the stream skipped because a rebalance had begun (flow stopped, or fetched in an older
-      generation) is still acked, and once the revocation had cleared the partition's committed offset that ack
-      counted; a commit before the seek to the committed offsets then moved the offset past it, and the seek
-      went there. An ack of a message from another generation now counts only if the runtime applied it
-      (``applied(partition)`` holds the offsets it applied or dead-lettered and has not seen committed yet);
-      a skipped one is read again after the seek. Without ``applied`` such acks never count, which can hold a
-      partition's commits back until the record is read again;
-    * nothing is committed for a partition between its revocation and the seek to the committed offsets that
-      follows the assignment (acks gathered meanwhile wait, and the next rule applies to them);
-    * Faust commits an acked run whose first offset lies up to one past the committed offset, i.e. over exactly
-      one record never acked (the committed offset is the next record to read, not the last one read). A run
-      must now begin at the committed offset.
+    The same rule holds on the commit side, where Faust let a record be committed without being applied: it
+    commits the end of a run of acked offsets, and (1) a message the stream skipped because a rebalance had begun
+    is acked too, (2) once a revocation has cleared the committed offset any run counts, so a commit before the
+    seek to the committed offsets moved the offset past skipped records and the seek then went there, and (3) a
+    run may start one past the committed offset, i.e. over exactly one record never acked (the committed offset
+    is the next record to read, not the last one read). For the source topic the guard therefore commits nothing
+    between a revocation and that seek, and afterwards commits exactly up to the first offset, from the committed
+    one on, that the runtime has not fully handled: ``applied(partition)`` holds the offsets whose records it
+    applied or dead-lettered (alerts and dead letters sent) in the current generation and has not seen
+    committed. Without ``applied``, a run must at least begin at the committed offset.
 
     The churn scenario lost exactly one event this way: processing of a partition stopped at offset 2995 before
     a rebalance, the worker that kept it went on at 2997, and 2996 was committed and never applied (worker logs
     without a jump warning, changelog and events topic read back from the broker's snapshot).
     """
     from faust.transport.consumer import Consumer
-    from mode.utils.futures import notify
 
     # Per app: the class-level wrappers below look both up on the consumer's app.
     app._onestop_source_topic, app._onestop_applied = topic, applied
@@ -290,7 +285,7 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
     if getattr(original, _MARK, False):
         return
     original_seek, original_perform_seek = Consumer.seek, Consumer.perform_seek
-    original_ack, original_new_offset = Consumer.ack, Consumer._new_offset
+    original_new_offset = Consumer._new_offset
     original_revoked = Consumer.on_partitions_revoked
     rewinds: dict[Any, tuple[int, int]] = {}
 
@@ -331,37 +326,41 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
                     applied(tp.partition).clear()
         await original_revoked(self, revoked)
 
-    def ack(self: Any, message: Any) -> bool:
-        if (not message.acked and message.generation_id != self.app.consumer_generation_id
-                and message.topic == topic_of(self)):
-            applied = applied_of(self)
-            if applied is not None and message.offset in applied(message.partition):
-                return original_ack(self, message)  # applied before the rebalance finished: it counts
-            message.acked = True  # done with, but not applied in this generation: it is read again after the seek
-            self._unacked_messages.discard(message)
-            notify(self._waiting_for_ack)  # a revocation may be waiting for the stream to be empty
-            return False
-        return original_ack(self, message)
-
     def new_offset(self: Any, tp: Any) -> int | None:
-        if tp.topic == topic_of(self):
-            if tp not in sought_of(self):
-                return None  # between a revocation and the seek to the committed offsets: nothing to commit yet
-            acked, committed = self._acked.get(tp), self._committed_offset.get(tp)
-            if acked and committed is not None:
+        if tp.topic != topic_of(self):
+            return original_new_offset(self, tp)
+        if tp not in sought_of(self):
+            return None  # between a revocation and the seek to the committed offsets: nothing to commit yet
+        committed, applied = self._committed_offset.get(tp), applied_of(self)
+        if committed is None:  # never committed: Faust's own rule (the partition was read from its start)
+            return original_new_offset(self, tp)
+        if applied is None:
+            acked = self._acked.get(tp)
+            if acked:
                 head = min(acked)
                 gaps = self._gap.get(tp)
                 if gaps:  # records the consumer was allowed to pass (deleted by retention, see MAX_REWINDS)
                     head = min(head, min(interval.begin for interval in gaps))
                 if head > committed:
-                    return None  # the record at the committed offset is not applied yet
-            offset = original_new_offset(self, tp)
-            applied = applied_of(self)
-            if offset is not None and applied is not None:
-                done = applied(tp.partition)
-                done.difference_update([o for o in done if o < offset])
-            return offset
-        return original_new_offset(self, tp)
+                    return None  # the record at the committed offset is not acked yet
+            return original_new_offset(self, tp)
+        gaps = self._gap.get(tp)  # records passed after MAX_REWINDS: nobody can apply them
+        passed = sorted((interval.begin, interval.end) for interval in gaps) if gaps else []
+        original_new_offset(self, tp)  # keeps Faust's ack and gap bookkeeping moving; its answer is not ours
+        done = applied(tp.partition)
+        end = committed
+        while True:
+            if end in done:
+                end += 1
+                continue
+            over = [stop for start, stop in passed if start <= end < stop]
+            if not over:
+                break
+            end = max(over)
+        if end <= committed:
+            return None
+        done.difference_update([o for o in done if o < end])
+        return end
 
     async def getmany(self: Any, timeout: float) -> Any:
         expected, topic = expected_of(self), topic_of(self)
@@ -392,7 +391,7 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
     for name, fn, orig in (("getmany", getmany, original), ("seek", seek, original_seek),
                            ("perform_seek", perform_seek, original_perform_seek),
                            ("on_partitions_revoked", on_partitions_revoked, original_revoked),
-                           ("ack", ack, original_ack), ("_new_offset", new_offset, original_new_offset)):
+                           ("_new_offset", new_offset, original_new_offset)):
         setattr(fn, _MARK, True)
         fn.__wrapped__ = orig  # type: ignore[attr-defined]
         setattr(Consumer, name, fn)

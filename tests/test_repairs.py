@@ -158,97 +158,91 @@ def test_repaired_flush_returns_only_when_every_record_reached_the_client() -> N
 # -- the source-offset guard, commit side (streams.repairs.guard_source_gaps) ------------------------------------
 
 
-@pytest.fixture(scope="module")
-def guarded_consumer():
-    """A Faust consumer object (never started, no broker contacted) of an app whose source topic is guarded."""
+def _guarded_app(name, applied):
     import faust
 
     from streams.repairs import guard_source_gaps
 
-    app = faust.App("t-repairs-commit-guard", broker="kafka://127.0.0.1:1", store="memory://")
-    applied: dict[int, set[int]] = {}
-    guard_source_gaps(app, "events", applied=lambda p: applied.setdefault(p, set()))
+    app = faust.App(name, broker="kafka://127.0.0.1:1", store="memory://")
+    guard_source_gaps(app, "events", applied=None if applied is None else (lambda p: applied.setdefault(p, set())))
     app.topics._acking_topics.add("events")  # what subscribing an agent to the topic does
-    app.applied_sets = applied
-    return app, app.consumer
+    return app.consumer  # never started: no broker is contacted
 
 
-def _acked(consumer, tp, offsets, committed, sought=True):
-    consumer._acked[tp] = list(offsets)
-    consumer._acked_index[tp] = set(offsets)
-    consumer._gap.pop(tp, None)
+@pytest.fixture(scope="module")
+def applied_sets():
+    return {}
+
+
+@pytest.fixture(scope="module")
+def guarded_consumer(applied_sets):
+    """A consumer of an app whose runtime reports the source offsets it handled (as the worker's does)."""
+    return _guarded_app("t-repairs-commit-guard", applied_sets)
+
+
+def _state(consumer, tp, acked, committed, sought=True, gap=None):
+    from intervaltree import IntervalTree
+
+    consumer._acked[tp] = list(acked)
+    consumer._acked_index[tp] = set(acked)
+    consumer._gap[tp] = IntervalTree.from_tuples([gap]) if gap else IntervalTree()
     consumer._committed_offset[tp] = committed
-    if sought:
-        vars(consumer).setdefault("_onestop_sought", set()).add(tp)
-    else:
-        vars(consumer).setdefault("_onestop_sought", set()).discard(tp)
+    sought_tps = vars(consumer).setdefault("_onestop_sought", set())
+    (sought_tps.add if sought else sought_tps.discard)(tp)
 
 
-@pytest.mark.parametrize("acked, committed, faust_commits, guarded_commits", [
-    ([10, 11, 12], 10, 13, 13),  # the run starts at the committed offset: commit as Faust does
-    ([11, 12], 10, 13, None),  # record 10 never acked: Faust commits over it (the committed offset is the *next* one)
-    ([12, 13], 10, None, None),  # a gap of two: Faust waits too
-    ([], 10, None, None),
+@pytest.mark.parametrize("acked, applied, faust_commits, guarded_commits", [
+    ([10, 11, 12], {10, 11, 12}, 13, 13),  # everything from the committed offset on handled: same answer
+    ([11, 12], {11, 12}, 13, None),  # record 10 never handled: Faust commits over it (committed = *next* offset)
+    ([10, 11, 12, 13], {10, 11, 12}, 14, 13),  # 13 acked by a stream that skipped it in a rebalance: not handled
+    ([], {10, 11, 12, 13, 14}, None, 15),  # handled with no ack pending (its acks counted already): still committed
+    ([12, 13], {12, 13}, None, None),
 ])
-def test_a_commit_must_start_at_the_committed_offset(guarded_consumer, acked, committed, faust_commits,
-                                                     guarded_commits) -> None:
+def test_a_commit_goes_exactly_as_far_as_the_records_the_runtime_handled(guarded_consumer, applied_sets, acked,
+                                                                          applied, faust_commits,
+                                                                          guarded_commits) -> None:
     from faust.transport.consumer import Consumer
     from faust.types import TP
 
-    _, consumer = guarded_consumer
     tp = TP("events", 0)
-    _acked(consumer, tp, acked, committed)
-    assert Consumer._new_offset.__wrapped__(consumer, tp) == faust_commits
-    _acked(consumer, tp, acked, committed)
-    assert consumer._new_offset(tp) == guarded_commits
+    _state(guarded_consumer, tp, acked, 10)
+    assert Consumer._new_offset.__wrapped__(guarded_consumer, tp) == faust_commits
+    _state(guarded_consumer, tp, acked, 10)
+    applied_sets[0] = set(applied)
+    assert guarded_consumer._new_offset(tp) == guarded_commits
+    if guarded_commits is not None:  # what is committed is forgotten, the rest kept
+        assert applied_sets[0] == {o for o in applied if o >= guarded_commits}
 
 
-def test_nothing_is_committed_between_a_revocation_and_the_seek_to_the_committed_offsets(guarded_consumer) -> None:
+def test_records_passed_after_the_rewinds_give_up_do_not_hold_commits_back(guarded_consumer, applied_sets) -> None:
     from faust.types import TP
 
-    _, consumer = guarded_consumer
     tp = TP("events", 1)
-    _acked(consumer, tp, [10, 11], 10, sought=False)
-    assert consumer._new_offset(tp) is None
-    _acked(consumer, tp, [10, 11], 10, sought=True)
-    assert consumer._new_offset(tp) == 12
-    other = TP("elsewhere", 0)  # other topics (changelogs, reference topics) keep Faust's rule
-    _acked(consumer, other, [11, 12], 10, sought=False)
-    assert consumer._new_offset(other) == 13
+    _state(guarded_consumer, tp, [15, 16], 10, gap=(10, 15))  # 10..14 deleted by retention, see MAX_REWINDS
+    applied_sets[1] = {15, 16}
+    assert guarded_consumer._new_offset(tp) == 17
 
 
-@pytest.mark.parametrize("applied_by_the_runtime", [False, True], ids=["skipped", "applied"])
-def test_a_message_of_an_older_generation_counts_only_if_it_was_applied(guarded_consumer,
-                                                                        applied_by_the_runtime) -> None:
-    from faust.types import TP, Message
-
-    app, consumer = guarded_consumer
-    tp = TP("events", 2)
-    _acked(consumer, tp, [], 10)
-    app.applied_sets[2] = {10} if applied_by_the_runtime else set()
-
-    def message(offset, generation):
-        return Message("events", 2, offset, 0.0, 0, None, b"k", b"v", None, tp=tp, generation_id=generation)
-
-    current = app.consumer_generation_id
-    stale = message(10, current - 1)
-    consumer._unacked_messages.add(stale)
-    assert consumer.ack(stale) is applied_by_the_runtime
-    assert stale.acked and stale not in consumer._unacked_messages  # nothing waits for it any more either way
-    if applied_by_the_runtime:  # its state is in the table: it may be committed, or nothing would ever ack it
-        assert consumer._acked[tp] == [10]
-    else:  # skipped by the stream during the rebalance: it must not let the offset move
-        assert consumer._acked[tp] == []
-        fresh = message(10, current)  # read again after the seek, applied, acked
-        assert consumer.ack(fresh) is True and consumer._acked[tp] == [10]
-
-
-def test_a_commit_forgets_the_applied_offsets_below_it(guarded_consumer) -> None:
+def test_nothing_is_committed_between_a_revocation_and_the_seek_to_the_committed_offsets(guarded_consumer,
+                                                                                        applied_sets) -> None:
     from faust.types import TP
 
-    app, consumer = guarded_consumer
-    tp = TP("events", 3)
-    app.applied_sets[3] = {8, 9, 10, 11, 12, 20}
-    _acked(consumer, tp, [10, 11, 12], 10)
-    assert consumer._new_offset(tp) == 13
-    assert app.applied_sets[3] == {20}
+    tp = TP("events", 2)
+    applied_sets[2] = {10, 11}
+    _state(guarded_consumer, tp, [10, 11], 10, sought=False)
+    assert guarded_consumer._new_offset(tp) is None
+    _state(guarded_consumer, tp, [10, 11], 10, sought=True)
+    assert guarded_consumer._new_offset(tp) == 12
+    other = TP("elsewhere", 0)  # other topics (changelogs, reference topics) keep Faust's rule
+    _state(guarded_consumer, other, [11, 12], 10, sought=False)
+    assert guarded_consumer._new_offset(other) == 13
+
+
+@pytest.mark.parametrize("acked, commits", [([10, 11, 12], 13), ([11, 12], None), ([12, 13], None)])
+def test_without_the_runtimes_record_a_commit_still_starts_at_the_committed_offset(acked, commits) -> None:
+    from faust.types import TP
+
+    consumer = _guarded_app("t-repairs-commit-guard-bare", None)
+    tp = TP("events", 0)
+    _state(consumer, tp, acked, 10)
+    assert consumer._new_offset(tp) == commits
