@@ -60,7 +60,7 @@ DLQ_MAX_KEY_BYTES = 1024
 class PartitionState:
     """Derived state of one owned partition of the events topic."""
 
-    __slots__ = ("partition", "tallies", "schedule", "keys", "dossiers")
+    __slots__ = ("partition", "tallies", "schedule", "keys", "dossiers", "held")
 
     def __init__(self, partition: int, now: datetime, track_keys: bool) -> None:
         self.partition = partition
@@ -70,6 +70,7 @@ class PartitionState:
         # by the agent belongs to); RocksDB keeps one database per partition, which we scan directly.
         self.keys: set[str] | None = set() if track_keys else None
         self.dossiers = 0
+        self.held = 0  # dossiers holding events but no reception
 
 
 class _StandIn:
@@ -138,6 +139,7 @@ class Runtime:
             "partitions": len(self.partitions),
             "ready": 1.0 if self.ready else 0.0,
             "dossiers": sum(s.dossiers for s in self.partitions.values()),
+            "held": sum(s.held for s in self.partitions.values()),
             "pending_checks": sum(len(s.schedule) for s in self.partitions.values()),
             "rebuild_seconds": self.rebuild_seconds,
         }
@@ -286,9 +288,12 @@ class Runtime:
         if keys and state.keys is not None:  # memory store: keys written here are not in its recovery index
             state.keys |= keys
         contribution, next_check_at = self.processor.contribution, self.processor.next_check_at
+        is_held = getattr(self.processor, "is_held", None)
         n = 0
         for code, stored in self._iter_partition(partition, state):
             state.tallies.add(contribution(stored, now))
+            if is_held is not None and is_held(stored):
+                state.held += 1
             state.schedule.schedule(code, next_check_at(stored, now))
             if state.keys is not None:
                 state.keys.add(code)
@@ -349,6 +354,7 @@ class Runtime:
                reschedule: bool, store: bool = True) -> None:
         if outcome.state is not None and store:
             self._put(state.partition, state, code, outcome.state, existed)
+        state.held += getattr(outcome, "held_delta", 0)  # processors built on an older outcome shape have none
         if outcome.tally_delta:
             state.tallies.add(outcome.tally_delta)
         if outcome.alerts:

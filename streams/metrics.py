@@ -355,6 +355,10 @@ class TallyCollector:
                                 value=stats.get("ready", 0))
         yield GaugeMetricFamily("onestop_dossiers_tracked", "Dossier states held in the owned partitions.",
                                 value=stats.get("dossiers", 0))
+        yield GaugeMetricFamily("onestop_dossiers_held",
+                                "Dossier states in the owned partitions holding events but no reception: counted in "
+                                "no figure until their reception arrives.",
+                                value=stats.get("held", 0))
         yield GaugeMetricFamily("onestop_deadline_checks_pending",
                                 "Dossiers waiting for a deadline re-evaluation in the owned partitions.",
                                 value=stats.get("pending_checks", 0))

@@ -36,6 +36,9 @@ class RecordOutcome(NamedTuple):
     source: str | None = None
     next_check_at: datetime | None = None
     dossier_code: str | None = None
+    # +1 when the record leaves a dossier holding events but no reception (not received yet, or its reception still
+    # on its way), -1 when a reception ends that: the worker's onestop_dossiers_held gauge.
+    held_delta: int = 0
 
 
 def _rejected(reason: str, message: str, event: ev.Event | None = None) -> RecordOutcome:
@@ -130,8 +133,9 @@ class Processor:
             next_check = settle if next_check is None else min(next_check, settle)
         encoded = encode_state(new)
         self._views.put(event.subject, encoded, ctx, new_view)
+        held_delta = (new.reception is None) - (old is not None and old.reception is None)
         return RecordOutcome(encoded, None, delta, alerts, False, effects.late_arrival, event.time,
-                             event.source, next_check, event.subject)
+                             event.source, next_check, event.subject, held_delta)
 
     def reevaluate(self, stored: bytes, prev_now: datetime, now: datetime) -> RecordOutcome:
         """The deadline clock moved from ``prev_now`` to ``now``: what changed for this dossier without an event."""
@@ -152,6 +156,10 @@ class Processor:
         view = evaluate(decode_state(stored), self.context(now))
         self._learn(view)
         return dict(contribution(view, now))
+
+    def is_held(self, stored: bytes) -> bool:
+        """Whether a stored dossier holds events but no reception (counted in onestop_dossiers_held)."""
+        return decode_state(stored).reception is None
 
     def next_check_at(self, stored: bytes, now: datetime) -> datetime | None:
         """When the clock must look at this dossier next. Called when a partition's tallies are rebuilt (start,

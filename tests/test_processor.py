@@ -152,3 +152,21 @@ def test_the_view_memo_changes_no_outcome():
             later = now + timedelta(days=rng.randint(0, 20))
             ticks = [p.reevaluate(store[code], now, later) for p in processors]
             assert ticks[0] == ticks[1] == ticks[2]
+
+
+def test_a_dossier_with_events_but_no_reception_is_counted_as_held_until_its_reception_arrives():
+    """Out-of-order steps are kept, not refused; the held count is how operators see them (onestop_dossiers_held)."""
+    from tests.builders import processed_data
+
+    p, code = Processor(), "D-HELD"
+    step = raw("processed", "2026-03-03 09:00", processed_data("2026-03-03 09:00"), code=code)
+    reception = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
+    first = p.handle(step, None, NOW, key=code)
+    assert first.dead_letter is None and first.held_delta == 1 and not first.tally_delta  # held, in no figure
+    assert p.is_held(first.state)
+    again = p.handle(step, first.state, NOW, key=code)  # a duplicate changes nothing
+    assert again.duplicate and again.held_delta == 0
+    then = p.handle(reception, first.state, NOW, key=code)
+    assert then.held_delta == -1 and then.tally_delta and not p.is_held(then.state)
+    direct = p.handle(reception, None, NOW, key=code)  # received first: never held
+    assert direct.held_delta == 0

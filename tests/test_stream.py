@@ -300,3 +300,25 @@ def test_a_partition_kept_through_a_rebalance_is_recounted_when_its_table_is_res
     wait_equal(w1, oracle)
     log = w1.log_path.read_text(errors="replace")
     assert "the broker lost acknowledged records" in log
+
+
+def test_a_step_published_before_its_reception_is_held_and_shown_until_the_reception_arrives(deployment):
+    """A step of a dossier never received is neither refused nor counted in any figure; operators see it in
+    onestop_dossiers_held, through a restart (the count is rebuilt from the table), until the reception comes."""
+    from tests.builders import processed_data
+
+    def held(w) -> float:
+        return sum(s.value for f in text_string_to_metric_families(w.metrics_text()) for s in f.samples
+                   if s.name == "onestop_dossiers_held")
+
+    w = deployment.worker()
+    code = "T99.HELD-20260303-00001"
+    deployment.publish([raw("processed", "2026-03-03 09:00", processed_data("2026-03-03 09:00"), code=code)])
+    wait_for(lambda: held(w) == 1, timeout=30, interval=0.5, what="one held dossier")
+    port = w.web_port
+    w.stop()
+    w2 = deployment.worker(name="w1", port=port)
+    assert held(w2) == 1  # rebuilt from the table
+    deployment.publish([raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"),
+                            code=code)])
+    wait_for(lambda: held(w2) == 0, timeout=30, interval=0.5, what="no held dossier once the reception arrived")
