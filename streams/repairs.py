@@ -7,6 +7,7 @@ upgrade that changes those surfaces fails a test instead of bringing the failure
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -244,6 +245,11 @@ def watch_stalled_source(app: Any, topic: str, received: Callable[[], int], *, i
 #: Times in a row one partition may be sent back to the same offset before the jump is accepted (records that
 #: retention deleted cannot be read again; an endless rewind would stall the partition instead).
 MAX_REWINDS = 3
+#: Seconds a partition's commits may stay held at a record the runtime never applied while it applied later ones,
+#: before the partition is read again from that record. Records are applied in offset order within a partition,
+#: so that state means the record was skipped on the way (it was seen once, after a broker lost records and a
+#: rewind, in a run where the stream had skipped it during a rebalance); reading again is idempotent.
+SKIPPED_RECORD_SECONDS = 10.0
 
 
 def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] | None = None) -> None:
@@ -357,8 +363,18 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
             if not over:
                 break
             end = max(over)
+        blocked = vars(self).setdefault("_onestop_blocked_since", {})
         if end <= committed:
+            if any(o > committed for o in done):  # later records handled, this one not: it was skipped somewhere
+                now = time.monotonic()
+                since = blocked.setdefault(tp, now)
+                if now - since >= SKIPPED_RECORD_SECONDS:
+                    blocked.pop(tp, None)
+                    log.warning("partition %s of %s: offset %s was never applied although later records were; "
+                                "reading again from it", tp.partition, tp.topic, committed)
+                    asyncio.ensure_future(self.seek(tp, committed))
             return None
+        blocked.pop(tp, None)
         done.difference_update([o for o in done if o < end])
         return end
 

@@ -246,3 +246,35 @@ def test_without_the_runtimes_record_a_commit_still_starts_at_the_committed_offs
     tp = TP("events", 0)
     _state(consumer, tp, acked, 10)
     assert consumer._new_offset(tp) == commits
+
+
+def test_a_record_skipped_while_later_ones_were_applied_is_read_again(guarded_consumer, applied_sets,
+                                                                      monkeypatch) -> None:
+    """Commits held at a record never applied would hold the partition's lag up for good; after a while the
+    partition is read again from that record (idempotent), which lets the commits go on."""
+    import streams.repairs as repairs
+    from faust.types import TP
+
+    tp = TP("events", 3)
+    sought: list = []
+
+    async def seek(partition, offset):  # stands in for the consumer thread's seek
+        sought.append((partition, offset))
+
+    monkeypatch.setattr(guarded_consumer, "seek", seek, raising=False)
+
+    async def scenario() -> list:
+        _state(guarded_consumer, tp, [11, 12], 10)
+        applied_sets[3] = {11, 12}
+        assert guarded_consumer._new_offset(tp) is None  # held at 10, not yet long enough
+        await asyncio.sleep(0)
+        assert sought == []
+        monkeypatch.setattr(repairs, "SKIPPED_RECORD_SECONDS", 0.0)
+        assert guarded_consumer._new_offset(tp) is None
+        await asyncio.sleep(0)
+        return list(sought)
+
+    assert asyncio.run(scenario()) == [(tp, 10)]
+    applied_sets[3] = {10, 11, 12}  # read again and applied: the commit goes on
+    _state(guarded_consumer, tp, [10], 10)
+    assert guarded_consumer._new_offset(tp) == 13
