@@ -241,7 +241,10 @@ class Runtime:
         self.ready = False
 
     def applied_offsets(self, partition: int) -> set[int]:
-        return self.applied.setdefault(partition, set())
+        done = self.applied.get(partition)
+        if done is None:
+            done = self.applied[partition] = set()
+        return done
 
     def _handled(self, generation: int, msg: Any) -> None:
         if generation == self.generation:  # after a rebalance the record is read again from the committed offset
@@ -291,8 +294,9 @@ class Runtime:
         is_held = getattr(self.processor, "is_held", None)
         n = 0
         for code, stored in self._iter_partition(partition, state):
-            state.tallies.add(contribution(stored, now))
-            if is_held is not None and is_held(stored):
+            counts = contribution(stored, now)
+            state.tallies.add(counts)
+            if not counts and is_held is not None and is_held(stored):  # a held dossier counts in no figure
                 state.held += 1
             state.schedule.schedule(code, next_check_at(stored, now))
             if state.keys is not None:
@@ -481,12 +485,8 @@ class Runtime:
             await self._dead_letter(*record, counted=True)
         if generation != self.generation:
             return  # a rebalance came in between: these records are read again from the committed offsets
-        applied = self.applied
         for msg in handled:
-            done = applied.get(msg.partition)
-            if done is None:
-                done = applied[msg.partition] = set()
-            done.add(msg.offset)
+            self.applied_offsets(msg.partition).add(msg.offset)
 
     # -- output topics -----------------------------------------------------------------------------------------
     async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str, *,

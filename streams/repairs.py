@@ -143,25 +143,21 @@ def rebuild_partitions_ahead_of_changelog(app: Any, on_restoring: Callable[[set[
         restoring: set[int] = set()
         for tp in tps:
             persisted, highwater = destination.get(tp), recovery.active_highwaters.get(tp)
-            if persisted is None or highwater is None or persisted <= highwater or persisted < 0:
+            if highwater is None:
                 continue
             table = recovery.tp_to_table.get(tp)
-            if table is None:
-                continue
-            dropped = _drop_local_partition(table, tp.partition)
-            earliest = (await consumer.earliest_offsets(tp)).get(tp)
-            destination[tp] = (earliest - 1) if earliest else -1
-            restoring.add(tp.partition)
-            log.error("changelog %s[%d] ends at offset %d but the local store had written up to %d: the broker lost "
-                      "acknowledged records; dropped %d local entries and restoring the partition from the changelog",
-                      tp.topic, tp.partition, highwater, persisted, dropped)
-        if on_restoring is not None:
-            for tp in tps:
-                persisted, highwater = destination.get(tp), recovery.active_highwaters.get(tp)
-                if highwater is not None and highwater >= 0 and (persisted is None or persisted < highwater):
-                    restoring.add(tp.partition)
-            if restoring:
-                on_restoring(restoring)
+            if persisted is not None and persisted > highwater and persisted >= 0 and table is not None:
+                dropped = _drop_local_partition(table, tp.partition)
+                earliest = (await consumer.earliest_offsets(tp)).get(tp)
+                destination[tp] = (earliest - 1) if earliest else -1
+                restoring.add(tp.partition)
+                log.error("changelog %s[%d] ends at offset %d but the local store had written up to %d: the broker "
+                          "lost acknowledged records; dropped %d local entries and restoring the partition from the "
+                          "changelog", tp.topic, tp.partition, highwater, persisted, dropped)
+            elif highwater >= 0 and (persisted is None or persisted < highwater):
+                restoring.add(tp.partition)  # records the table does not hold yet
+        if on_restoring is not None and restoring:
+            on_restoring(restoring)
 
     setattr(build_offsets, _MARK, True)
     recovery._build_offsets = build_offsets
