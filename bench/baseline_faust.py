@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import mode.loop
@@ -18,6 +19,13 @@ import mode.loop
 mode.loop.use("uvloop")  # the same event loop the product's worker runs on
 
 import faust  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from streams.pacing import install_empty_fetch_pause  # noqa: E402
+
+# The product's worker paces empty fetches against the embedded broker (streams/pacing.py); the baselines get the
+# same pacing so that neither side pays for the broker's quirk and the comparison is of the agents alone.
+install_empty_fetch_pause()
 
 MODE = os.environ["BENCH_MODE"]  # "A" or "B"
 TOPIC = os.environ["BENCH_TOPIC"]

@@ -30,6 +30,7 @@ from .processor import RecordOutcome  # the runtime's own rejections take the sa
 from .metrics import PipelineHealth, TallyBook, merge
 from .repairs import (install_closed_transport_repair, install_complete_buffer_flush,
                       guard_source_gaps, rebuild_partitions_ahead_of_changelog, watch_stalled_source)
+from .pacing import install_empty_fetch_pause
 from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
 
@@ -684,6 +685,7 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     guard_source_gaps(app, settings.events, applied=runtime.applied_offsets)
     install_closed_transport_repair()
     install_complete_buffer_flush()
+    install_empty_fetch_pause()
     rebuild_partitions_ahead_of_changelog(app, on_restoring=runtime.on_table_restoring)
     registry = metrics_mod.new_registry(runtime)
     readapi.register(app, runtime, registry)

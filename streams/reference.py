@@ -26,6 +26,10 @@ from models.calendar import CalendarDocument, CalendarError, WorkCalendar, parse
 
 log = logging.getLogger(__name__)
 
+#: Pause between reference-topic fetches that brought nothing; a change is applied within about this plus the
+#: worker's 2 s apply timer.
+POLL_PAUSE_SECONDS = 1.0
+
 UNIT_LEVELS = ("ministry", "province", "agency", "district_legacy", "commune")
 
 
@@ -137,13 +141,16 @@ class ReferenceFollower(threading.Thread):
                 consumer.assign(parts)
                 consumer.seek_to_beginning(*parts)
                 while not self._stop.is_set():
-                    batches = consumer.poll(timeout_ms=1000)
+                    # Never a blocking poll: kafka-python's poll keeps re-sending fetches until its timeout, and a
+                    # broker that answers an empty fetch at once (the embedded one ignores fetch_max_wait_ms)
+                    # turned a 1 s poll into a busy loop costing half a core and the worker's GIL. A poll of 0
+                    # returns what the last fetch brought and sends the next; the pause paces the fetches.
+                    batches = consumer.poll(timeout_ms=0)
                     for tp, records in batches.items():
                         for r in records:
                             self.apply_record(tp.topic, r.key, r.value)
                     if not batches:
-                        # Some brokers answer an empty fetch at once: without a pause this thread would spin.
-                        self._stop.wait(1.0)
+                        self._stop.wait(POLL_PAUSE_SECONDS)
                 consumer.close()
             except Exception:  # the broker may be away; the data in force stays until it is back
                 log.exception("reference topics unavailable; retrying")
