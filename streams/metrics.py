@@ -9,19 +9,19 @@ documented in docs/metrics.md; labels are bounded (unit, province, level and sma
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.utils import floatToGoString
 
 from models.tally import GRANULARITIES, LIVE, period_key
+
+from .exposition import LabelValues, TextGauge, render
 
 __all__ = [
     "TallyBook",
@@ -232,38 +232,31 @@ class TallyCollector:
         books = rt.tally_books()
         info: dict[str, list[str]] = {}
         p_labels = [*UNIT_LABELS, "period"]
-        received = GaugeMetricFamily(
-            "onestop_dossiers_received", "Dossiers received in the current period, by channel.",
-            labels=[*p_labels, "channel"])
-        completed = GaugeMetricFamily(
-            "onestop_dossiers_completed", "Population dossiers that ended in the current period, by outcome.",
-            labels=[*p_labels, "outcome"])
-        open_in_period = GaugeMetricFamily(
+        received = TextGauge("onestop_dossiers_received", "Dossiers received in the current period, by channel.",
+                             p_labels, "channel")
+        completed = TextGauge("onestop_dossiers_completed",
+                              "Population dossiers that ended in the current period, by outcome.", p_labels, "outcome")
+        open_in_period = TextGauge(
             "onestop_dossiers_open_in_period",
-            "Population dossiers of the current period still open, judged at min(period end, now).",
-            labels=[*p_labels, "state"])
-        open_now = GaugeMetricFamily(
-            "onestop_dossiers_open", "Dossiers open now, by deadline state.", labels=[*UNIT_LABELS, "state"])
-        plain = {
-            key: GaugeMetricFamily(f"onestop_dossiers_{key}", help_, labels=p_labels)
-            for key, help_ in PLAIN_KEYS.items()
-        }
-        renamed = {
-            key: GaugeMetricFamily(name, help_, labels=p_labels) for key, (name, help_) in RENAMED_KEYS.items()
-        }
-        numerator = GaugeMetricFamily(
-            "onestop_indicator_numerator", "Numerator of a 766 indicator for the unit and current period.",
-            labels=[*p_labels, "indicator"])
-        denominator = GaugeMetricFamily(
-            "onestop_indicator_denominator", "Denominator of a 766 indicator for the unit and current period.",
-            labels=[*p_labels, "indicator"])
-        other = GaugeMetricFamily(
-            "onestop_tally", "Tally keys this runtime has no dedicated family for yet (forward compatibility).",
-            labels=[*p_labels, "key"])
+            "Population dossiers of the current period still open, judged at min(period end, now).", p_labels, "state")
+        open_now = TextGauge("onestop_dossiers_open", "Dossiers open now, by deadline state.", UNIT_LABELS, "state")
+        plain = {key: TextGauge(f"onestop_dossiers_{key}", help_, p_labels) for key, help_ in PLAIN_KEYS.items()}
+        renamed = {key: TextGauge(name, help_, p_labels) for key, (name, help_) in RENAMED_KEYS.items()}
+        numerator = TextGauge("onestop_indicator_numerator",
+                              "Numerator of a 766 indicator for the unit and current period.", p_labels, "indicator")
+        denominator = TextGauge("onestop_indicator_denominator",
+                                "Denominator of a 766 indicator for the unit and current period.", p_labels, "indicator")
+        other = TextGauge("onestop_tally",
+                          "Tally keys this runtime has no dedicated family for yet (forward compatibility).",
+                          p_labels, "key")
+        per_period = (received, completed, open_in_period, *plain.values(), *renamed.values(), numerator,
+                      denominator, other)
 
         for granularity, pk in periods.items():
             for unit, counts in sorted(self._group(books, pk).items()):
-                base = [*self._unit_labels(unit, info), granularity]
+                base = LabelValues(p_labels, [*self._unit_labels(unit, info), granularity])
+                for family in per_period:
+                    family.use(base)
                 channels = {c: 0 for c in KNOWN_CHANNELS}
                 outcomes = {o: 0 for o in KNOWN_OUTCOMES}
                 opens = {s: 0 for s in KNOWN_OPEN}
@@ -284,35 +277,37 @@ class TallyCollector:
                     elif metric in renamed_values:
                         renamed_values[metric] = n
                     else:
-                        other.add_metric([*base, metric], n)
+                        other.add(n, metric)
                 # Keep sum(channel) == received even if a channel is missing from the breakdown.
                 unknown = total_received - sum(channels.values())
                 if unknown > 0:
                     channels["unknown"] = unknown
                 for channel, n in channels.items():
-                    received.add_metric([*base, channel], n)
+                    received.add(n, channel)
                 for outcome, n in outcomes.items():
-                    completed.add_metric([*base, outcome], n)
+                    completed.add(n, outcome)
                 for state, n in opens.items():
-                    open_in_period.add_metric([*base, state], n)
+                    open_in_period.add(n, state)
                 for key, n in plain_values.items():
-                    plain[key].add_metric(base, n)
+                    plain[key].add(n)
                 for key, n in renamed_values.items():
-                    renamed[key].add_metric(base, n)
+                    renamed[key].add(n)
                 for indicator, (num, den) in self._indicator_terms(counts).items():
-                    numerator.add_metric([*base, indicator], num)
-                    denominator.add_metric([*base, indicator], den)
+                    numerator.add(num, indicator)
+                    denominator.add(den, indicator)
 
         for unit, counts in sorted(self._group(books, LIVE).items()):
             base = self._unit_labels(unit, info)
+            open_now.use(LabelValues(UNIT_LABELS, base))
+            other.use(LabelValues(p_labels, [*base, LIVE]))
             opens = {s: 0 for s in KNOWN_OPEN}
             for metric, n in counts.items():
                 if metric.startswith(OPEN_PREFIX):
                     opens[metric[len(OPEN_PREFIX):]] = n
                 else:
-                    other.add_metric([*base, LIVE, metric], n)
+                    other.add(n, metric)
             for state, n in opens.items():
-                open_now.add_metric([*base, state], n)
+                open_now.add(n, state)
 
         yield from (received, completed, open_now, open_in_period, *plain.values(), *renamed.values(),
                     numerator, denominator, other)
@@ -392,70 +387,3 @@ def new_registry(runtime: RuntimeView, *, process_metrics: bool = True) -> Colle
         ProcessCollector(registry=registry)
         GCCollector(registry=registry)
     return registry
-
-
-_LEGACY_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_TYPE_MUNGING = {"counter": ("_total", "counter"), "info": ("_info", "gauge"), "stateset": ("", "gauge"),
-                 "gaugehistogram": ("", "histogram"), "unknown": ("", "untyped")}
-_OM_SUFFIXES = ("_created", "_gsum", "_gcount")
-
-
-def render(registry: CollectorRegistry) -> bytes:
-    """The text exposition, byte for byte what ``generate_latest`` writes, several times faster.
-
-    A scrape of a province (120 units x 3 periods x ~60 series) took ~0.4 s of the event loop with
-    ``generate_latest``, which validates and escapes every label name of every sample; that stalled the agent and
-    bounded produce-to-/metrics latency (docs/benchmarks.md). Label names here are a small fixed set, so each
-    sorted label-name tuple is checked once per scrape. Anything outside the plain legacy names falls back to
-    ``generate_latest``.
-    """
-    metrics = list(registry.collect())
-    out: list[str] = []
-    append = out.append
-    checked: dict[tuple[str, ...], bool] = {}
-    for metric in metrics:
-        name, mtype = metric.name, metric.type
-        suffix, mtype = _TYPE_MUNGING.get(mtype, ("", mtype))
-        mname = name + suffix
-        if not _LEGACY_NAME.match(mname):
-            return generate_latest(registry)
-        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        append(f"# HELP {mname} {doc}\n# TYPE {mname} {mtype}\n")
-        om: dict[str, list[str]] = {}
-        for sample in metric.samples:
-            sname = sample.name
-            if not _LEGACY_NAME.match(sname):
-                return generate_latest(registry)
-            labels = sample.labels
-            if labels:
-                keys = tuple(sorted(labels))
-                ok = checked.get(keys)
-                if ok is None:
-                    ok = checked[keys] = all(_LEGACY_LABEL.match(k) for k in keys)
-                if not ok:
-                    return generate_latest(registry)
-                body = ",".join(
-                    [f'{k}="{_escape_value(labels[k])}"' for k in keys])
-                line = f"{sname}{{{body}}} {floatToGoString(sample.value)}"
-            else:
-                line = f"{sname} {floatToGoString(sample.value)}"
-            if sample.timestamp is not None:
-                line += f" {int(float(sample.timestamp) * 1000):d}"
-            line += "\n"
-            for om_suffix in _OM_SUFFIXES:
-                if sname == name + om_suffix:
-                    om.setdefault(om_suffix, []).append(line)
-                    break
-            else:
-                append(line)
-        for om_suffix, lines in sorted(om.items()):
-            append(f"# HELP {name + om_suffix} {doc}\n# TYPE {name + om_suffix} gauge\n")
-            out.extend(lines)
-    return "".join(out).encode("utf-8")
-
-
-def _escape_value(v: str) -> str:
-    if "\\" in v or "\n" in v or '"' in v:
-        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
-    return v
