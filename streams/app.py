@@ -51,9 +51,10 @@ MAX_HEADER_CHARS = 1000
 #: Records handed to the runtime at once (``stream.take_events``), and how long a partial batch may wait. A batch
 #: reads the clock once, writes each touched dossier once and sends its alerts together, which removes part of
 #: the per-record overhead that kept the worker at a few hundred events/s (docs/benchmarks.md). A partial batch
-#: adds at most 50 ms to produce-to-/metrics latency. ONESTOP_BATCH_MAX=1 restores one record at a time.
+#: adds at most 20 ms to produce-to-/metrics latency (50 ms gave a p99 0.2-0.4 s higher at 1,000 ev/s,
+#: docs/benchmarks.md). ONESTOP_BATCH_MAX=1 restores one record at a time.
 BATCH_MAX = int(os.environ.get("ONESTOP_BATCH_MAX", "1000"))
-BATCH_WITHIN = float(os.environ.get("ONESTOP_BATCH_WITHIN", "0.05"))
+BATCH_WITHIN = float(os.environ.get("ONESTOP_BATCH_WITHIN", "0.02"))
 #: Linger of Faust's producer (changelog, alerts, DLQ) unless PRODUCER_LINGER is set: with Faust's default of 0
 #: every changelog record became its own produce request and the producer buffer stalled the agent.
 PRODUCER_LINGER_SECONDS = 0.02

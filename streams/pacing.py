@@ -17,9 +17,11 @@ from typing import Any
 
 __all__ = ["EMPTY_FETCH_PAUSE_SECONDS", "install_empty_fetch_pause"]
 
-#: Pause after a fetch that brought no record for any of its partitions. ``ONESTOP_EMPTY_FETCH_PAUSE=0`` turns
-#: it off (for a broker that honours fetch_max_wait_ms, where it is harmless anyway).
-EMPTY_FETCH_PAUSE_SECONDS = float(os.environ.get("ONESTOP_EMPTY_FETCH_PAUSE", "0.05"))
+#: Pause after a fetch that brought no record for any of its partitions: an idle worker uses ~6 % of a core at
+#: 20 ms (3 % at 50 ms, which added 0.2-0.4 s to the p99 of produce-to-/metrics at 1,000 ev/s; 85-91 % without).
+#: ``ONESTOP_EMPTY_FETCH_PAUSE=0`` turns it off (for a broker that honours fetch_max_wait_ms, where it is
+#: harmless anyway).
+EMPTY_FETCH_PAUSE_SECONDS = float(os.environ.get("ONESTOP_EMPTY_FETCH_PAUSE", "0.02"))
 
 _MARK = "_onestop_empty_fetch_pause"
 
