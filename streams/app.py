@@ -199,14 +199,15 @@ class Runtime:
             _current_event.reset(token)
 
     def _partition_db(self) -> Any:
-        """The RocksDB store when its keys and values are plain UTF-8 and bytes, else None (then every access goes
-        through Faust's table).
+        """The RocksDB store when the runtime encodes keys and values exactly as Faust's table does (JSON of the
+        dossier code, raw bytes), else None: then every access goes through Faust's table.
 
         Faust's table routes each access through the current event (borrowed outside of the agent), a mapping
         wrapper, the serializer registry and the store; for the one key and value encoding this table uses that
         was ~15 % of the worker's samples. With a RocksDB store the runtime reads and writes the partition's
         database directly and sends the changelog record exactly as ``Table.on_key_set`` does, so the changelog
-        and the database hold what Faust would have written (tests/test_stream.py runs both stores).
+        and the database hold what Faust would have written (tests/test_table_access.py pins the encoding; the
+        restart and kill -9 tests of tests/test_worker_smoke.py restore from both, for both stores).
         """
         store = getattr(self.table, "data", None)  # a plain mapping stands in for the table in unit tests
         fast = self._fast_store
