@@ -242,13 +242,35 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
     def owned() -> set:
         return {tp for tp in app.consumer.assignment() if tp.topic == settings.events}
 
+    async def in_client(method: str, tps: set) -> None:
+        """Pause or resume the partitions in the Kafka client itself, on the consumer thread's loop."""
+        from aiokafka.structs import TopicPartition
+
+        thread = app.consumer._thread
+        client_tps = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+
+        async def call() -> None:
+            getattr(thread._ensure_consumer(), method)(*client_tps)
+
+        await thread.call_thread(call)
+
     @app.page("/test/stall-source")
     class TestStall(web.View):
+        """With ``{"client": true}`` the client is paused as well: Faust's own pause only leaves the partitions out
+        of its next fetch request, so records produced right after it could still be returned by the request in
+        flight, and a test that needs them unread (the jump test) would race with it."""
+
         async def post(self, request: web.Request) -> Response:
             if (denied := refused(request)) is not None:
                 return denied
+            try:
+                client = bool(json.loads(await request.read() or b"{}").get("client"))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return _json_response({"error": f"body: {exc}"}, 400)
             tps = owned()
             app.consumer.pause_partitions(tps)
+            if client:
+                await in_client("pause", tps)
             return _json_response({"paused": sorted(tp.partition for tp in tps)})
 
     @app.page("/test/jump-source")
@@ -277,5 +299,6 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
                 targets = {tp: committed[tp] + skip for tp in tps if committed[tp] + skip <= ends[tp]}
             for tp, offset in targets.items():
                 consumer._thread.seek(tp, offset)
+            await in_client("resume", tps)  # a no-op unless the stall paused the client too
             consumer.resume_partitions(tps)
             return _json_response({"sought": {str(tp.partition): off for tp, off in sorted(targets.items())}})
