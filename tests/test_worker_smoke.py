@@ -317,7 +317,18 @@ def test_kill9_mid_stream_then_restart_gives_exact_tallies(kafka_bootstrap: str,
         return m if value(m, "onestop_dossiers_open", unit="S", province="P99", level="commune",
                           state="within") == settings.partitions else None
 
-    m = wait_for(caught_up, timeout=30, what="sentinels processed")
+    wait_for(caught_up, timeout=30, what="sentinels processed")
+
+    def exact():
+        # Normally exact once the sentinels are counted. In 1 of 8 runs the restarted worker's stream skipped the
+        # record at its committed offset and applied all later ones; the commit guard then holds that partition's
+        # commits and reads it again after SKIPPED_RECORD_SECONDS (docs/reliability.md 4.13), so exactness may
+        # come a few seconds after the sentinels. Bounded: a record lost for good still fails here.
+        m = samples(w2.metrics_text())
+        return m if all(value(m, "onestop_dossiers_rated", unit=u, province="P01", level="commune", period=g) == 90
+                        for u in units for g in GRANULARITIES) else None
+
+    m = wait_for(exact, timeout=30, what="every rating counted (15 dossiers x 6 distinct events per unit)")
     for unit in units:
         labels = {"unit": unit, "province": "P01", "level": "commune"}
         for g in GRANULARITIES:
