@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,13 +35,12 @@ def test_with_the_memory_store_every_access_goes_through_faust(tmp_path) -> None
     assert _runtime(tmp_path, "memory")._partition_db() is None
 
 
+@pytest.fixture(scope="module")
+def rocksdb_store(tmp_path_factory):
+    return _runtime(tmp_path_factory.mktemp("keys"), "rocksdb").table.data
+
+
 @settings(max_examples=300, deadline=None)
 @given(code=st.text(min_size=1, max_size=80))
-def test_table_keys_are_encoded_exactly_as_faust_encodes_them(tmp_path_factory, code) -> None:
-    store = _STORE.get("store")
-    if store is None:
-        store = _STORE["store"] = _runtime(tmp_path_factory.mktemp("keys"), "rocksdb").table.data
-    assert _table_key(code) == store._encode_key(code)
-
-
-_STORE: dict = {}
+def test_table_keys_are_encoded_exactly_as_faust_encodes_them(rocksdb_store, code) -> None:
+    assert _table_key(code) == rocksdb_store._encode_key(code)
