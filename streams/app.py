@@ -332,15 +332,12 @@ class Runtime:
         state = PartitionState(partition, now, self._track_keys)
         if keys and state.keys is not None:  # memory store: keys written here are not in its recovery index
             state.keys |= keys
-        contribution, next_check_at = self.processor.contribution, self.processor.next_check_at
-        is_held = getattr(self.processor, "is_held", None)
-        n = 0
+        restore, n = self.processor.restore, 0
         for code, stored in self._iter_partition(partition, state):
-            counts = contribution(stored, now)
+            counts, held, check = restore(stored, now)
             state.tallies.add(counts)
-            if not counts and is_held is not None and is_held(stored):  # a held dossier counts in no figure
-                state.held += 1
-            state.schedule.schedule(code, next_check_at(stored, now))
+            state.held += held
+            state.schedule.schedule(code, check)
             if state.keys is not None:
                 state.keys.add(code)
             n += 1

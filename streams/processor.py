@@ -41,6 +41,14 @@ class RecordOutcome(NamedTuple):
     held_delta: int = 0
 
 
+class Restored(NamedTuple):
+    """One stored dossier as a rebuild counts it."""
+
+    tallies: dict[TallyKey, int]
+    held: bool  # holds events but no reception (onestop_dossiers_held)
+    next_check_at: datetime | None
+
+
 def _rejected(reason: str, message: str, event: ev.Event | None = None) -> RecordOutcome:
     return RecordOutcome(None, (reason, message), {}, [], False, False,
                          event.time if event else None, event.source if event else None, None,
@@ -152,26 +160,25 @@ class Processor:
         return RecordOutcome(None, None, delta, alerts, False, False, None, None,
                              next_change_at(state, ctx, view), state.code)
 
-    def contribution(self, stored: bytes, now: datetime) -> dict[TallyKey, int]:
-        view = evaluate(decode_state(stored), self.context(now))
-        self._learn(view)
-        return dict(contribution(view, now))
+    def restore(self, stored: bytes, now: datetime) -> Restored:
+        """Everything a rebuild needs from one stored dossier (start, restart, rebalance, new calendar), from a
+        single decode and evaluation: a rebuild visits every dossier the worker holds, and doing this in three
+        calls decoded each one three times and evaluated it twice.
 
-    def is_held(self, stored: bytes) -> bool:
-        """Whether a stored dossier holds events but no reception (counted in onestop_dossiers_held)."""
-        return decode_state(stored).reception is None
-
-    def next_check_at(self, stored: bytes, now: datetime) -> datetime | None:
-        """When the clock must look at this dossier next. Called when a partition's tallies are rebuilt (start,
-        restart, rebalance): a dossier with an alert this worker has not announced is looked at right away, so
-        deadlines crossed while no worker owned the partition are still announced (ids are stable, so consumers
-        de-duplicate a re-announcement)."""
+        A dossier with an alert this worker has not announced is checked at once, so deadlines crossed while no
+        worker owned the partition are still announced (ids are stable, so consumers de-duplicate a
+        re-announcement)."""
         state = decode_state(stored)
+        if state.reception is None:  # holds events but no reception: counted in no figure, checked by no clock
+            return Restored({}, True, None)
         ctx = self.context(now)
         view = evaluate(state, ctx)
-        if view is not None and alerts_of(view, now) - self._announced.get(state.code, frozenset()):
-            return now
-        return next_change_at(state, ctx, view)
+        self._learn(view)
+        if alerts_of(view, now) - self._announced.get(state.code, frozenset()):
+            check = now
+        else:
+            check = next_change_at(state, ctx, view)
+        return Restored(dict(contribution(view, now)), False, check)
 
     # -- read side ----------------------------------------------------------------------------------------------
 

@@ -169,8 +169,10 @@ def rebuild_partition(runtime: Any, partition: int) -> None:
         new.keys = set(old.keys)
     processor, n = runtime.processor, 0
     for code, stored in runtime._iter_partition(partition, new):
-        new.tallies.add(processor.contribution(stored, now))
-        new.schedule.schedule(code, processor.next_check_at(stored, now))
+        counts, held, check = processor.restore(stored, now)
+        new.tallies.add(counts)
+        new.held += held
+        new.schedule.schedule(code, check)
         n += 1
     new.dossiers = n
     runtime.partitions[partition] = new

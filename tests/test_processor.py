@@ -69,10 +69,10 @@ def test_in_order_duplicates_never_change_the_figures():
 
 def test_rebuild_from_stored_states_equals_running_tallies():
     p, store, tallies, *_ = run(sample_lines())
-    rebuilt = {}
+    rebuilt, fresh = {}, Processor()
     for stored in store.values():
-        add_into(rebuilt, p.contribution(stored, NOW))
-    assert rebuilt == tallies
+        add_into(rebuilt, fresh.restore(stored, NOW).tallies)
+    assert rebuilt == tallies and fresh.unit_meta == p.unit_meta
 
 
 def test_the_clock_moves_dossiers_without_events_and_announces_alerts_once():
@@ -92,7 +92,7 @@ def test_the_clock_moves_dossiers_without_events_and_announces_alerts_once():
         now, check = check, r.next_check_at
     assert seen == ["due_soon", "apology_missing", "overdue"]
     assert tallies[("T01.S01", "live", "open_overdue")] == 1 and ("T01.S01", "live", "open_within") not in tallies
-    assert tallies == p.contribution(stored, now)
+    assert tallies == p.restore(stored, now).tallies
     assert p.reevaluate(stored, now, now + timedelta(hours=1)).alerts == []
 
 
@@ -121,10 +121,10 @@ def test_after_a_rebuild_pending_alerts_are_checked_at_once():
     stored = first.handle(rec, None, datetime(2026, 3, 2, 8, 5, tzinfo=TZ), key=code).state
     restarted = Processor()  # a new worker owning the partition; the deadline passed while none did
     later = datetime(2026, 3, 9, 9, 0, tzinfo=TZ)
-    assert restarted.next_check_at(stored, later) == later
+    assert restarted.restore(stored, later).next_check_at == later
     r = restarted.reevaluate(stored, later, later)
     assert sorted(a["kind"] for a in r.alerts) == ["apology_missing", "overdue"]
-    assert restarted.next_check_at(stored, later) > later  # announced: back to the dossier's own schedule
+    assert restarted.restore(stored, later).next_check_at > later  # announced: back to the dossier's own schedule
 
 
 def test_the_view_memo_changes_no_outcome():
@@ -163,10 +163,10 @@ def test_a_dossier_with_events_but_no_reception_is_counted_as_held_until_its_rec
     reception = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
     first = p.handle(step, None, NOW, key=code)
     assert first.dead_letter is None and first.held_delta == 1 and not first.tally_delta  # held, in no figure
-    assert p.is_held(first.state)
+    assert p.restore(first.state, NOW) == (({}, True, None))
     again = p.handle(step, first.state, NOW, key=code)  # a duplicate changes nothing
     assert again.duplicate and again.held_delta == 0
     then = p.handle(reception, first.state, NOW, key=code)
-    assert then.held_delta == -1 and then.tally_delta and not p.is_held(then.state)
+    assert then.held_delta == -1 and then.tally_delta and not p.restore(then.state, NOW).held
     direct = p.handle(reception, None, NOW, key=code)  # received first: never held
     assert direct.held_delta == 0

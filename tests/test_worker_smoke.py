@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from streams.processor import RecordOutcome
+from streams.processor import RecordOutcome, Restored
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -94,6 +94,9 @@ class CountingProcessor:
     def next_check_at(self, stored: bytes, now: datetime) -> datetime | None:
         due = json.loads(stored).get("due")
         return datetime.fromisoformat(due) if due and datetime.fromisoformat(due) > now else None
+
+    def restore(self, stored: bytes, now: datetime) -> Restored:
+        return Restored(self.contribution(stored, now), False, self.next_check_at(stored, now))
 
     def dossier_view(self, stored: bytes, now: datetime) -> dict:
         s = json.loads(stored)
