@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - without orjson the key probe fails and
         return json.dumps(obj).encode()
 
 from .clock import Clock, DeadlineSchedule
+from .journal import WriteJournal
 from .processor import RecordOutcome  # the runtime's own rejections take the same shape
 from .metrics import PipelineHealth, TallyBook, merge
 from .repairs import (install_closed_transport_repair, install_complete_buffer_flush,
@@ -62,6 +63,11 @@ PRODUCER_LINGER_SECONDS = 0.02
 #: send crashed the agent, which then acked the record: it was in neither the table nor the DLQ. The broker accepts
 #: records up to ~1 MiB, so a hostile record near that size needs its copy cut (the header keeps the full size).
 DLQ_MAX_VALUE_BYTES = 900 * 1024
+#: Where the write journal lives in the data directory (outside Faust's table directory, which a discard removes),
+#: and how often its confirmed entries are released: a crash repairs at most this many seconds of writes, plus
+#: whatever the producer had not sent.
+JOURNAL_DIR = "write-journal"
+JOURNAL_CHECKPOINT_SECONDS = 5.0
 DLQ_MAX_KEY_BYTES = 1024
 
 
@@ -130,6 +136,12 @@ class Runtime:
         self.dlq_topic: Any = None
         self.alerts_topic: Any = None
         self._track_keys = settings.store == "memory"
+        # Dossiers written locally whose changelog records may not be on the broker yet (streams.journal); only a
+        # store that outlives the process needs it. ``hold_changelog`` is the test endpoint's simulated crash
+        # window: states are written locally, their changelog records are kept back and the journal not released.
+        self.journal: WriteJournal | None = None
+        self.hold_changelog = False
+        self._checkpointing = False
         # The processor may check the record key against the event's subject; older ones take no key.
         try:
             self._handle_takes_key = "key" in inspect.signature(processor.handle).parameters
@@ -228,12 +240,16 @@ class Runtime:
         with self._in_partition(partition):
             return self.table.get(code)
 
-    def _put(self, partition: int, state: PartitionState, code: str, value: bytes, existed: bool) -> None:
+    def _put(self, partition: int, state: PartitionState, code: str, value: bytes, existed: bool,
+             journaled: bool = False) -> None:
+        if self.journal is not None and not journaled:
+            self.journal.record(((partition, code),))
         store = self._partition_db()
         if store is not None:
             # What Table.on_key_set sends, before the store; bytes are passed through by Faust's key serializer.
             key = _table_key(code)
-            self.table.send_changelog(partition, key, value)
+            if not self.hold_changelog:
+                self.table.send_changelog(partition, key, value)
             store._db_for_partition(partition).put(key, value)
         else:
             with self._in_partition(partition):
@@ -314,6 +330,10 @@ class Runtime:
                 self._drop(p)
         stale, self._restoring = self._restoring & owned, set()
         started = time.monotonic()
+        await self._repair_changelog(owned)
+        if generation != self.generation:
+            self._restoring |= stale  # the next recovery repairs what is still pending and rebuilds
+            return
         for p in sorted((owned - set(self.partitions)) | stale):
             old = self.partitions.pop(p, None)  # never serve or update tallies of the table's former content
             state = await self._rebuild(p, keys=old.keys if old is not None else None)
@@ -326,6 +346,37 @@ class Runtime:
             self.rebuild_seconds = time.monotonic() - started
             self.ready = True
             log.info("ready: owning partitions %s", sorted(self.partitions))
+
+    async def checkpoint_journal(self) -> None:
+        """Release the journal's entries whose changelog records are on the broker (timer body)."""
+        if self.journal is None or self.hold_changelog or self._checkpointing:
+            return
+        self._checkpointing = True
+        try:
+            old = self.journal.rotate()
+            await self.app.producer.flush()
+            self.journal.release(old)
+        finally:
+            self._checkpointing = False
+
+    async def _repair_changelog(self, owned: set[int]) -> None:
+        """After a crash with the local state kept: send the journal's dossiers of these partitions to the
+        changelog as the local table holds them now (after Faust has read the changelog's tail into it)."""
+        journal = self.journal
+        todo = {p: codes for p, codes in (journal.pending if journal is not None else {}).items() if p in owned}
+        if not todo:
+            return
+        sent = 0
+        for p, codes in sorted(todo.items()):
+            for code in sorted(codes):
+                value = self._get(p, code)
+                if value is not None:  # never written, or the write was not reached before the crash
+                    self.table.send_changelog(p, _table_key(code), value)
+                    sent += 1
+        await self.app.producer.flush()
+        journal.repaired(todo)
+        log.warning("after the crash: %s dossier(s) of partition(s) %s sent to the changelog again from the local "
+                    "table (%s named by the journal)", sent, sorted(todo), sum(len(c) for c in todo.values()))
 
     async def _rebuild(self, partition: int, keys: set[str] | None = None) -> PartitionState:
         now = self.now()
@@ -511,10 +562,11 @@ class Runtime:
             else:
                 reason, message = outcome.dead_letter
                 dead.append((msg, raw_key, value, reason, message))
-        for (partition, code), (stored, existed, changed) in pending.items():
-            state = owned[partition]
-            if changed and state is not None:
-                self._put(partition, state, code, stored, existed)
+        writes = [(key, slot) for key, slot in pending.items() if slot[2] and owned[key[0]] is not None]
+        if self.journal is not None and writes:
+            self.journal.record(key for key, _ in writes)  # before the table: see streams.journal
+        for (partition, code), (stored, existed, _changed) in writes:
+            self._put(partition, owned[partition], code, stored, existed, journaled=True)
         # Count the refusals with the batch's other counters, before the first await: a scrape must never see a
         # batch's records as processed and its refusals not yet counted.
         for record in dead:
@@ -681,6 +733,8 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     )
     runtime = Runtime(settings, processor, clock)
     runtime.app = app
+    if settings.store == "rocksdb":
+        runtime.journal = WriteJournal(settings.data_dir / JOURNAL_DIR)
     app.onestop_runtime = runtime  # type: ignore[attr-defined]
 
     # Raw bytes both ways: value_type=bytes alone still leaves Faust's default JSON codec in place, which would
@@ -708,6 +762,10 @@ def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> faust.A
     @app.timer(interval=settings.clock_interval, name="onestop.deadline-clock")
     async def deadline_clock() -> None:
         await runtime.tick()
+
+    @app.timer(interval=JOURNAL_CHECKPOINT_SECONDS, name="onestop.journal-checkpoint")
+    async def journal_checkpoint() -> None:
+        await runtime.checkpoint_journal()
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

@@ -197,6 +197,7 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
     if settings.test_mode:
         _register_test_clock(app, runtime, error, refused)
         _register_test_stall(app, settings, refused)
+        _register_test_hold_changelog(app, runtime, refused)
 
 
 def _register_test_clock(app: Any, runtime: Any, error: Any, refused: Any) -> None:
@@ -302,3 +303,21 @@ def _register_test_stall(app: Any, settings: Any, refused: Any) -> None:
             await in_client("resume", tps)  # a no-op unless the stall paused the client too
             consumer.resume_partitions(tps)
             return _json_response({"sought": {str(tp.partition): off for tp, off in sorted(targets.items())}})
+
+
+def _register_test_hold_changelog(app: Any, runtime: Any, refused: Any) -> None:
+    """POST /test/hold-changelog {"hold": true}: from now on dossiers are written to the local table only, their
+    changelog records kept back and the write journal not released, which is what a crash leaves when the producer
+    had not sent them yet; a test then kills the worker and checks the restart puts them on the changelog."""
+
+    @app.page("/test/hold-changelog")
+    class TestHoldChangelog(web.View):
+        async def post(self, request: web.Request) -> Response:
+            if (denied := refused(request)) is not None:
+                return denied
+            try:
+                hold = bool(json.loads(await request.read() or b"{}").get("hold", True))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return _json_response({"error": f"body: {exc}"}, 400)
+            runtime.hold_changelog = hold
+            return _json_response({"hold": hold, "journal": runtime.journal is not None})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -20,6 +21,7 @@ from .broker import GroupJanitor
 from .clock import Clock, clock_from_settings
 from .security import describe as describe_security
 from .security import kafka_client_config
+from .journal import WriteJournal
 from .settings import WorkerSettings, settings_from_args
 from .topics import ensure_topics
 
@@ -28,6 +30,9 @@ __all__ = ["run_worker", "load_processor", "main"]
 log = logging.getLogger(__name__)
 
 CLEAN_STOP_MARKER = "clean-stop"
+#: After a crash, keep the local tables and repair them from the write journal (streams.journal) rather than
+#: discard them and read the whole changelog. 0 restores the discard.
+KEEP_STATE_AFTER_CRASH = os.environ.get("ONESTOP_KEEP_STATE_AFTER_CRASH", "1") != "0"
 
 
 def load_processor(spec: str | None = None) -> Any:
@@ -70,7 +75,7 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
     if janitor is not None:
         _schedule_janitor(app, janitor)
     marker = settings.data_dir / CLEAN_STOP_MARKER
-    discard_state_after_crash(Path(app.conf.tabledir), marker)
+    prepare_local_state(Path(app.conf.tabledir), marker, app.onestop_runtime.journal)
     log.info("worker %s on %s, web %s, clock %r", settings.app_id, settings.broker, settings.web_url, clock)
     log.info("security: %s", describe_security(settings))
     worker = app.Worker(loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
@@ -110,22 +115,40 @@ def _schedule_janitor(app: Any, janitor: GroupJanitor, interval: float = 5.0) ->
     return thread
 
 
-def discard_state_after_crash(tabledir: Path, marker: Path) -> bool:
-    """Delete local table files unless the previous run stopped cleanly; returns whether it did.
+def prepare_local_state(tabledir: Path, marker: Path, journal: WriteJournal | None,
+                        keep_after_crash: bool | None = None) -> str:
+    """Decide what happens to the local tables at start; returns "fresh", "clean", "kept" or "discarded".
 
     Faust writes a dossier to RocksDB at once but to the changelog through the producer buffer. After a crash
     the local copy can hold states the changelog never got; the records behind them are re-delivered (their
     offsets were not committed), look like duplicates, and are not written again, so the changelog would stay
-    behind for good and the next owner of the partition would recover stale dossiers. Rebuilding from the
-    changelog after a crash keeps local state and changelog identical (Kafka Streams does the same under EOS).
+    behind for good and the next owner of the partition would recover stale dossiers. When the previous run kept
+    a write journal, the journal names every such dossier: the tables are kept and those dossiers are sent to the
+    changelog again once recovery is done (``Runtime._repair_changelog``). Without one (a run of an older
+    version, or ``ONESTOP_KEEP_STATE_AFTER_CRASH=0``) the tables are discarded and recovered from the changelog,
+    which keeps local state and changelog identical at the cost of reading all of it.
     """
-    crashed = not marker.exists() and tabledir.is_dir() and any(tabledir.iterdir())
-    if crashed:
+    keep_after_crash = KEEP_STATE_AFTER_CRASH if keep_after_crash is None else keep_after_crash
+    has_tables = tabledir.is_dir() and any(tabledir.iterdir())
+    crashed = not marker.exists() and has_tables
+    outcome = "fresh" if not has_tables else "clean"
+    if crashed and keep_after_crash and journal is not None and journal.exists():
+        pending = journal.open(crashed=True)
+        log.warning("previous run did not stop cleanly: keeping %s; %s dossier(s) named by the write journal are "
+                    "sent to the changelog again after recovery", tabledir, sum(len(c) for c in pending.values()))
+        outcome = "kept"
+    elif crashed:
         log.warning("previous run did not stop cleanly: discarding %s, tables are recovered from the changelog",
                     tabledir)
         shutil.rmtree(tabledir)
+        if journal is not None:
+            journal.discard()
+            journal.open(crashed=False)
+        outcome = "discarded"
+    elif journal is not None:
+        journal.open(crashed=False)
     marker.unlink(missing_ok=True)
-    return crashed
+    return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> None:

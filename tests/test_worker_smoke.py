@@ -348,6 +348,72 @@ def test_kill9_mid_stream_then_restart_gives_exact_tallies(kafka_bootstrap: str,
     assert tally_part(samples(w3.metrics_text())) == before
 
 
+def latest_by_key(bootstrap: str, topic: str) -> dict[bytes, bytes]:
+    """The last value of every key of a topic, read up to its end offsets as they are now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + 20
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.update((r.key, r.value) for r in batch)
+        assert all(consumer.position(tp) >= ends[tp] for tp in tps), "changelog not read to its end in 20 s"
+        return out
+    finally:
+        consumer.close()
+
+
+def test_a_crash_keeps_the_local_tables_and_sends_their_unsent_writes_to_the_changelog(
+        kafka_bootstrap: str, worker_factory) -> None:
+    """kill -9 while changelog records are still unsent: the restarted worker keeps its RocksDB tables (no full
+    changelog read) and, from its write journal, puts those dossiers on the changelog, so that a worker starting
+    from the changelog alone (an empty data directory) counts exactly the same."""
+    settings: WorkerSettings = worker_factory.settings
+    changelog = settings.changelog
+    w = worker_factory("w1")
+    w.wait_ready(timeout=60)
+    produce(kafka_bootstrap, settings.events, [(f"R{n:02d}".encode(), event(f"R{n:02d}", "U1", 0), None)
+                                               for n in range(40)])
+
+    def processed(worker) -> float:
+        return value(samples(worker.metrics_text()), "onestop_events_processed_total", source=SOURCE) or 0
+
+    wait_for(lambda: processed(w) == 40, timeout=30, what="first 40 events")
+    wait_for(lambda: len(latest_by_key(kafka_bootstrap, changelog)) == 40, timeout=30, what="40 dossiers on the changelog")
+
+    assert w.post_json("/test/hold-changelog", {"hold": True}) == {"hold": True, "journal": True}
+    held = [(f"H{n:02d}".encode(), event(f"H{n:02d}", "U2", 0), None) for n in range(20)]
+    again = [(f"R{n:02d}".encode(), event(f"R{n:02d}", "U1", 1), None) for n in range(10)]
+    produce(kafka_bootstrap, settings.events, held + again)
+    wait_for(lambda: processed(w) == 70, timeout=30, what="the 30 held writes")
+    time.sleep(6)  # past a journal checkpoint and an offset commit: neither may release the held writes
+    before = latest_by_key(kafka_bootstrap, changelog)
+    assert not any(k.startswith(b'"H') for k in before) and len(before) == 40  # the crash window is real
+    want = tally_part(samples(w.metrics_text()))
+    w.kill9()
+
+    w2 = worker_factory("w1", port=w.web_port)  # same data dir: a restarted process
+    w2.wait_ready(timeout=60)
+    log_text = w2.log_path.read_text(errors="replace")
+    assert "keeping" in log_text and "discarding" not in log_text
+    # The 20 new dossiers and the 10 changed ones at least; the first 40 too unless a checkpoint released them.
+    sent = re.search(r"after the crash: (\d+) dossier\(s\) of partition\(s\)", log_text)
+    assert sent is not None and 30 <= int(sent.group(1)) <= 60, log_text[-2000:]
+    assert tally_part(samples(w2.metrics_text())) == want
+    after = latest_by_key(kafka_bootstrap, changelog)
+    assert {k for k in after if k.startswith(b'"H')} == {json.dumps(f"H{n:02d}").encode() for n in range(20)}
+    assert all(len(json.loads(after[json.dumps(f"R{n:02d}").encode()])["ids"]) == 2 for n in range(10))
+    w2.stop()
+
+    fresh = worker_factory("w-fresh", port=w.web_port)  # an empty data dir: everything from the changelog
+    fresh.wait_ready(timeout=60)
+    assert tally_part(samples(fresh.metrics_text())) == want
+
+
 def test_second_worker_joining_and_leaving_never_double_counts(kafka_bootstrap: str, worker_factory) -> None:
     settings: WorkerSettings = worker_factory.settings
     a = worker_factory("a", store="memory")
