@@ -380,6 +380,8 @@ class View:
 
     def effective_due_at(self, t: datetime) -> datetime:
         """The due date moved by the pauses completed before ``t`` (supplement, and payment when it pauses)."""
+        if not self.paused:  # most dossiers never pause; a rebuild judges each of them several times
+            return self.judged_due_at
         return self.judged_due_at + timedelta(seconds=sum((b - a).total_seconds() for a, b in self.paused if b <= t))
 
     def judge(self, t: datetime) -> Judgement:
@@ -396,7 +398,9 @@ class View:
     def _judge(self, t: datetime) -> Judgement:
         repeated_late = self.config.repeated_supplement_is_late and self.supplement_requests > 1
         if self.end_at is not None:
-            adjusted = self.end_at - timedelta(seconds=sum((b - a).total_seconds() for a, b in self.paused if b <= self.end_at))
+            adjusted = self.end_at
+            if self.paused:
+                adjusted -= timedelta(seconds=sum((b - a).total_seconds() for a, b in self.paused if b <= self.end_at))
             if repeated_late or adjusted > self.judged_due_at:
                 return Judgement(False, "ended_late")
             early = adjusted.astimezone(TZ).date() < self.judged_due_at.astimezone(TZ).date()

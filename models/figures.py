@@ -16,7 +16,7 @@ from . import events as ev
 from .config import config_as_dict
 from .dossier import Context, DossierState, View, apply, evaluate
 from .index766 import Catalogue, load_catalogue, score_unit, sum_tallies
-from .tally import contribution, parse_period, sum_contributions, unit_period_tallies
+from .tally import ContributionSum, parse_period, unit_period_tallies
 
 
 @dataclass
@@ -92,7 +92,10 @@ def views(states: Iterable[DossierState], ctx: Context) -> Iterator[View]:
 
 
 def tallies_of(states: Iterable[DossierState], ctx: Context) -> dict:
-    return sum_contributions(contribution(v, ctx.now) for v in views(states, ctx))
+    total = ContributionSum()
+    for v in views(states, ctx):
+        total.add(v, ctx.now)
+    return total.totals()
 
 
 def unit_meta_of(states: Iterable[DossierState]) -> dict[str, dict]:

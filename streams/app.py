@@ -383,10 +383,9 @@ class Runtime:
         state = PartitionState(partition, now, self._track_keys)
         if keys and state.keys is not None:  # memory store: keys written here are not in its recovery index
             state.keys |= keys
-        restore, n = self.processor.restore, 0
+        rebuild, n = self.processor.rebuilder(now), 0
         for code, stored in self._iter_partition(partition, state):
-            counts, held, check = restore(stored, now)
-            state.tallies.add(counts)
+            held, check = rebuild.add(stored)
             state.held += held
             state.schedule.schedule(code, check)
             if state.keys is not None:
@@ -394,6 +393,7 @@ class Runtime:
             n += 1
             if n % SCAN_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+        state.tallies.add(rebuild.tallies())
         state.dossiers = n
         log.info("partition %s rebuilt from %s dossiers", partition, n)
         return state

@@ -167,13 +167,13 @@ def rebuild_partition(runtime: Any, partition: int) -> None:
     new = PartitionState(partition, now, old.keys is not None)
     if old.keys is not None:
         new.keys = set(old.keys)
-    processor, n = runtime.processor, 0
+    rebuild, n = runtime.processor.rebuilder(now), 0
     for code, stored in runtime._iter_partition(partition, new):
-        counts, held, check = processor.restore(stored, now)
-        new.tallies.add(counts)
+        held, check = rebuild.add(stored)
         new.held += held
         new.schedule.schedule(code, check)
         n += 1
+    new.tallies.add(rebuild.tallies())
     new.dossiers = n
     runtime.partitions[partition] = new
 

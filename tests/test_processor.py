@@ -127,6 +127,25 @@ def test_after_a_rebuild_pending_alerts_are_checked_at_once():
     assert restarted.restore(stored, later).next_check_at > later  # announced: back to the dossier's own schedule
 
 
+def test_a_rebuild_rechecks_open_and_recently_ended_dossiers_with_unannounced_alerts_not_old_ones():
+    """A late dossier keeps its apology_missing alert active for good; re-announcing every one of them at each
+    restart held the first clock tick for seconds. Only an end within alert_catch_up_seconds (1 h) is rechecked:
+    its alert may have died with a crashed worker."""
+    from tests.builders import processed_data
+
+    code = "T01.S01-20260302-00009"
+    rec = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
+    done = raw("processed", "2026-03-10 09:00", processed_data("2026-03-10 09:00"), code=code)
+    p = Processor()
+    stored = p.handle(rec, None, datetime(2026, 3, 2, 8, 5, tzinfo=TZ), key=code).state
+    stored = p.handle(done, stored, datetime(2026, 3, 10, 9, 1, tzinfo=TZ), key=code).state
+    soon, days_later = datetime(2026, 3, 10, 9, 30, tzinfo=TZ), datetime(2026, 3, 12, 9, 0, tzinfo=TZ)
+    assert Processor().restore(stored, soon).next_check_at == soon  # ended 30 min ago, alert not announced here
+    assert Processor().restore(stored, days_later).next_check_at is None  # ended days ago: left alone
+    counted = Processor().restore(stored, days_later).tallies
+    assert counted[("T01.S01", "month:2026-03", "ended_late")] == 1  # still counted, of course
+
+
 def test_the_view_memo_changes_no_outcome():
     """A processor that keeps the last view of each dossier decides every record and clock tick exactly like one
     that evaluates every state afresh, with duplicates, reordering, evictions, a moving clock, and states written

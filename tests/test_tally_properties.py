@@ -16,8 +16,8 @@ from models.calendar import TZ, WorkCalendar
 from models.config import MonitorConfig
 from models.dossier import (Alert, Context, apply, decode_state, encode_state, evaluate, subtract_working_seconds,
                             _standard_day_seconds)
-from models.tally import (GRANULARITIES, LIVE, contribution, contribution_delta, difference, parse_period,
-                          period_key, periods_between)
+from models.tally import (GRANULARITIES, LIVE, ContributionSum, contribution, contribution_delta, difference,
+                          parse_period, period_key, periods_between)
 from tests.builders import event, received, t
 from tests.test_dossier_properties import BASE, lifecycles
 
@@ -130,6 +130,21 @@ def test_delta_and_contribution_equal_the_plain_computation(log, roundtrip, data
                                                                           reference_contribution(after, now))
         if after is not None:
             assert alerts_of_equal(after, now) and alerts_of_equal(after, later)
+
+
+@settings(max_examples=60, deadline=None)
+@given(logs=st.lists(lifecycles(), min_size=1, max_size=6), roundtrip=st.booleans(), now=instants)
+def test_a_contribution_sum_equals_the_plain_sum_of_contributions(logs, roundtrip, now):
+    """What a rebuild and a batch score add up: every dossier at every stage of its life, several per unit."""
+    ctx = Context(now=NOW, calendar=CAL)
+    views = [evaluate(s, ctx) for log in logs for s in states_along(log, roundtrip)] + [None]
+    total = ContributionSum()
+    for v in views:
+        total.add(v, now)
+    plain: Counter = Counter()
+    for v in views:
+        plain.update(reference_contribution(v, now))
+    assert total.totals() == +plain
 
 
 def alerts_of_equal(view, now) -> bool:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from streams.processor import RecordOutcome, Restored
+from streams.processor import RecordOutcome
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -40,6 +40,18 @@ def _period(g: str, t: datetime) -> str:
     from models.tally import period_key
 
     return period_key(g, t)
+
+
+class _Rebuilder:
+    def __init__(self, processor: "CountingProcessor", now: datetime) -> None:
+        self.processor, self.now, self.total = processor, now, Counter()
+
+    def add(self, stored: bytes) -> tuple[bool, datetime | None]:
+        self.total.update(self.processor.contribution(stored, self.now))
+        return False, self.processor.next_check_at(stored, self.now)
+
+    def tallies(self) -> dict:
+        return dict(self.total)
 
 
 class CountingProcessor:
@@ -95,8 +107,8 @@ class CountingProcessor:
         due = json.loads(stored).get("due")
         return datetime.fromisoformat(due) if due and datetime.fromisoformat(due) > now else None
 
-    def restore(self, stored: bytes, now: datetime) -> Restored:
-        return Restored(self.contribution(stored, now), False, self.next_check_at(stored, now))
+    def rebuilder(self, now: datetime) -> "_Rebuilder":
+        return _Rebuilder(self, now)
 
     def dossier_view(self, stored: bytes, now: datetime) -> dict:
         s = json.loads(stored)
