@@ -51,7 +51,7 @@ def once(file: str, events: int) -> None:
     started = time.perf_counter()
     rebuild = Processor().rebuilder(now)
     for code, value in stored:
-        is_held, check = rebuild.add(value)
+        is_held, check, _unannounced = rebuild.add(value)
         held += is_held
         schedule.schedule(code, check)
     book.add(rebuild.tallies())

@@ -47,6 +47,7 @@ class Restored(NamedTuple):
     tallies: dict[TallyKey, int]
     held: bool  # holds events but no reception (onestop_dossiers_held)
     next_check_at: datetime | None
+    unannounced: bool  # has alerts to announce (``Processor.announce``), which the rebuild leaves for later
 
 
 def _rejected(reason: str, message: str, event: ev.Event | None = None) -> RecordOutcome:
@@ -167,8 +168,17 @@ class Processor:
     def restore(self, stored: bytes, now: datetime) -> Restored:
         """One stored dossier as a rebuild counts it."""
         rebuild = self.rebuilder(now)
-        held, check = rebuild.add(stored)
-        return Restored(rebuild.tallies(), held, check)
+        held, check, unannounced = rebuild.add(stored)
+        return Restored(rebuild.tallies(), held, check, unannounced)
+
+    def announce(self, stored: bytes, now: datetime) -> list[dict]:
+        """The alerts of a rebuilt dossier that this worker has not announced yet, now marked announced."""
+        state = decode_state(stored)
+        ctx = self.context(now)
+        hit, view = self._views.get(state.code, stored, ctx)
+        if not hit:
+            view = evaluate(state, ctx)
+        return self._announce(state.code, view, now, fresh=True) if view is not None else []
 
     # -- read side ----------------------------------------------------------------------------------------------
 
@@ -259,26 +269,28 @@ class Rebuilder:
         self._sum = ContributionSum()
         self._catch_up = now - timedelta(seconds=processor.config.alert_catch_up_seconds)
 
-    def add(self, stored: bytes) -> tuple[bool, datetime | None]:
-        """Count one dossier; returns (held: events but no reception, when the clock must look at it next).
+    def add(self, stored: bytes) -> tuple[bool, datetime | None, bool]:
+        """Count one dossier; returns (held: events but no reception, when the clock must look at it next,
+        whether it has alerts to announce).
 
-        An open dossier with an alert this worker has not announced is checked at once, so deadlines crossed while
+        An open dossier with an alert this worker has not announced is to be announced, so deadlines crossed while
         no worker owned the partition are still announced (ids are stable, so consumers de-duplicate a
-        re-announcement). So is one that ended within ``alert_catch_up_seconds``: its alert may have died with a
-        crashed worker after the state was written. Older ended dossiers are not: a late one keeps its
-        ``apology_missing`` alert active for good, and every restart re-announced all of them (thousands at 41 k
-        dossiers, which held the first deadline-clock tick 9 s and the next overdue alert with it)."""
+        re-announcement); the runtime does that in bounded chunks after each clock tick's own work, because after
+        a restart there can be tens of thousands (29 k at 41 k simulated dossiers) and announcing them all in the
+        first tick held the next overdue alert for 6-10 s. So is one that ended within ``alert_catch_up_seconds``:
+        its alert may have died with a crashed worker after the state was written. Older ended dossiers are not: a
+        late one keeps its ``apology_missing`` alert active for good, and every restart announced all of them
+        again."""
         state = decode_state(stored)
         if state.reception is None:  # holds events but no reception: counted in no figure, checked by no clock
-            return True, None
+            return True, None, False
         processor, now = self._processor, self._now
         view = evaluate(state, self._ctx)
         processor._learn(view)
         self._sum.add(view, now)
         recent = view.end_at is None or view.end_at >= self._catch_up
-        if recent and alerts_of(view, now) - processor._announced.get(state.code, frozenset()):
-            return False, now
-        return False, next_change_at(state, self._ctx, view)
+        unannounced = recent and bool(alerts_of(view, now) - processor._announced.get(state.code, frozenset()))
+        return False, next_change_at(state, self._ctx, view), unannounced
 
     def tallies(self) -> dict[TallyKey, int]:
         return self._sum.totals()

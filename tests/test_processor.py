@@ -114,20 +114,22 @@ def test_records_are_dead_lettered_with_a_reason():
     assert p.handle(line, None, NOW, key="another-code").dead_letter[0] == "key_mismatch"
 
 
-def test_after_a_rebuild_pending_alerts_are_checked_at_once():
+def test_after_a_rebuild_pending_alerts_are_announced():
     code = "T01.S01-20260302-00003"
     rec = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
     first = Processor()
     stored = first.handle(rec, None, datetime(2026, 3, 2, 8, 5, tzinfo=TZ), key=code).state
     restarted = Processor()  # a new worker owning the partition; the deadline passed while none did
     later = datetime(2026, 3, 9, 9, 0, tzinfo=TZ)
-    assert restarted.restore(stored, later).next_check_at == later
-    r = restarted.reevaluate(stored, later, later)
-    assert sorted(a["kind"] for a in r.alerts) == ["apology_missing", "overdue"]
-    assert restarted.restore(stored, later).next_check_at > later  # announced: back to the dossier's own schedule
+    assert restarted.restore(stored, later).unannounced
+    assert restarted.restore(stored, later).next_check_at > later  # the dossier's own schedule either way
+    assert sorted(a["kind"] for a in restarted.announce(stored, later)) == ["apology_missing", "overdue"]
+    assert restarted.announce(stored, later) == []  # once
+    assert not restarted.restore(stored, later).unannounced
+    assert restarted.reevaluate(stored, later, later + timedelta(minutes=5)).alerts == []
 
 
-def test_a_rebuild_rechecks_open_and_recently_ended_dossiers_with_unannounced_alerts_not_old_ones():
+def test_a_rebuild_announces_open_and_recently_ended_dossiers_alerts_not_old_ones():
     """A late dossier keeps its apology_missing alert active for good; re-announcing every one of them at each
     restart held the first clock tick for seconds. Only an end within alert_catch_up_seconds (1 h) is rechecked:
     its alert may have died with a crashed worker."""
@@ -140,8 +142,8 @@ def test_a_rebuild_rechecks_open_and_recently_ended_dossiers_with_unannounced_al
     stored = p.handle(rec, None, datetime(2026, 3, 2, 8, 5, tzinfo=TZ), key=code).state
     stored = p.handle(done, stored, datetime(2026, 3, 10, 9, 1, tzinfo=TZ), key=code).state
     soon, days_later = datetime(2026, 3, 10, 9, 30, tzinfo=TZ), datetime(2026, 3, 12, 9, 0, tzinfo=TZ)
-    assert Processor().restore(stored, soon).next_check_at == soon  # ended 30 min ago, alert not announced here
-    assert Processor().restore(stored, days_later).next_check_at is None  # ended days ago: left alone
+    assert Processor().restore(stored, soon).unannounced  # ended 30 min ago, alert not announced by this worker
+    assert not Processor().restore(stored, days_later).unannounced  # ended days ago: left alone
     counted = Processor().restore(stored, days_later).tallies
     assert counted[("T01.S01", "month:2026-03", "ended_late")] == 1  # still counted, of course
 
@@ -182,7 +184,7 @@ def test_a_dossier_with_events_but_no_reception_is_counted_as_held_until_its_rec
     reception = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
     first = p.handle(step, None, NOW, key=code)
     assert first.dead_letter is None and first.held_delta == 1 and not first.tally_delta  # held, in no figure
-    assert p.restore(first.state, NOW) == (({}, True, None))
+    assert p.restore(first.state, NOW) == ({}, True, None, False)
     again = p.handle(step, first.state, NOW, key=code)  # a duplicate changes nothing
     assert again.duplicate and again.held_delta == 0
     then = p.handle(reception, first.state, NOW, key=code)

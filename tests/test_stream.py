@@ -219,6 +219,58 @@ def test_a_deadline_passing_with_no_event_shows_overdue_and_raises_the_alert(dep
     assert [i["dossier_code"] for i in listing["items"]] == [code]
 
 
+class _AlertLog:
+    """Everything on the alerts topic, read as it comes: kinds per dossier, in order."""
+
+    def __init__(self, deployment):
+        self.consumer = KafkaConsumer(deployment.settings.alerts, bootstrap_servers=deployment.bootstrap,
+                                      group_id=None, auto_offset_reset="earliest", consumer_timeout_ms=500)
+        self.kinds: dict[str, list[str]] = {}
+
+    def wait(self, code: str, done, timeout: float = 30) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not done(self.kinds.get(code, [])) and time.monotonic() < deadline:
+            for m in self.consumer:
+                alert = json.loads(m.value)
+                self.kinds.setdefault(alert["dossier_code"], []).append(alert["kind"])
+        return self.kinds.get(code, [])
+
+    def close(self):
+        self.consumer.close()
+
+
+def test_a_restarted_worker_announces_the_alerts_it_found_in_its_table_and_new_deadlines(deployment):
+    """A restarted worker does not know what its predecessor announced: the rebuild finds the open dossier's active
+    alerts and announces them again (ids are stable, consumers de-duplicate), a chunk per clock tick after the
+    tick's own deadlines, so a dossier crossing its deadline then is announced too."""
+    old, new, unit = "T01.S09-20260310-00002", "T01.S09-20260310-00003", "T01.S09"
+    deployment.clock.write_text("2026-03-10T09:00:00+07:00")
+    w = deployment.worker()
+    deployment.publish([raw("received", "2026-03-10 08:30", received("2026-03-10 08:30", due="2026-03-10 10:30", unit=unit),
+                            code=old),
+                        raw("received", "2026-03-10 08:40", received("2026-03-10 08:40", due="2026-03-10 11:30", unit=unit),
+                            code=new)])
+
+    def open_dossiers():
+        return sum(s.value for fam in text_string_to_metric_families(w.metrics_text()) for s in fam.samples
+                   if s.name == "onestop_dossiers_open" and s.labels.get("unit") == unit)
+
+    wait_for(lambda: open_dossiers() == 2, timeout=60, what="both dossiers received")  # before the clock moves
+    deployment.clock.write_text("2026-03-10T10:31:00+07:00")
+    alerts = _AlertLog(deployment)
+    try:
+        assert "overdue" in alerts.wait(old, lambda k: "overdue" in k and "apology_missing" in k)
+        port = w.web_port
+        w.stop()
+        deployment.worker(name="w1", port=port)  # same data dir: tables kept, announcements forgotten
+        deployment.clock.write_text("2026-03-10T11:31:00+07:00")
+        assert "overdue" in alerts.wait(new, lambda k: "overdue" in k)
+        again = alerts.wait(old, lambda k: k.count("overdue") == 2 and k.count("apology_missing") == 2)
+        assert again.count("overdue") == 2 and again.count("apology_missing") == 2, again
+    finally:
+        alerts.close()
+
+
 def test_malformed_records_go_to_the_dead_letter_topic_and_processing_goes_on(deployment):
     w = deployment.worker()
     good = sample_lines()[:50]

@@ -46,9 +46,9 @@ class _Rebuilder:
     def __init__(self, processor: "CountingProcessor", now: datetime) -> None:
         self.processor, self.now, self.total = processor, now, Counter()
 
-    def add(self, stored: bytes) -> tuple[bool, datetime | None]:
+    def add(self, stored: bytes) -> tuple[bool, datetime | None, bool]:
         self.total.update(self.processor.contribution(stored, self.now))
-        return False, self.processor.next_check_at(stored, self.now)
+        return False, self.processor.next_check_at(stored, self.now), False
 
     def tallies(self) -> dict:
         return dict(self.total)
@@ -109,6 +109,9 @@ class CountingProcessor:
 
     def rebuilder(self, now: datetime) -> "_Rebuilder":
         return _Rebuilder(self, now)
+
+    def announce(self, stored: bytes, now: datetime) -> list:
+        return []  # this double announces only from the clock (reevaluate)
 
     def dossier_view(self, stored: bytes, now: datetime) -> dict:
         s = json.loads(stored)
