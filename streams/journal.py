@@ -4,8 +4,8 @@ A dossier is written to the partition's RocksDB database at once but to the chan
 ``kill -9`` can leave the local copy holding states the changelog never got. Throwing the local state away after
 every crash is safe but costs a full changelog read (minutes at a million dossiers). Instead, the codes a batch is
 about to write are appended to this journal *before* the writes; every few seconds the journal rotates and, once
-the producer has flushed (every changelog record sent before the rotation is on the broker), the older file is
-deleted. After a crash, the journal therefore names every dossier whose changelog record may be missing; the
+every changelog record sent before the rotation is on the broker (the last one sent to each partition is
+acknowledged: a partition's records are acknowledged in order), the older file is deleted. After a crash, the journal therefore names every dossier whose changelog record may be missing; the
 worker keeps its local state, lets Faust read the changelog's tail as after a clean stop, then sends those
 dossiers' local states to the changelog again. Local state and changelog are then the same, as after a clean stop.
 
@@ -102,10 +102,10 @@ class WriteJournal:
             os.write(self._fd, data)
 
     def rotate(self) -> Path:
-        """Switch to the other file; returns the one to delete once the producer has flushed."""
+        """Switch to the other file; returns the one to delete once what was sent before is acknowledged. The
+        other file is appended to, not emptied: a checkpoint that failed left entries there, still unconfirmed."""
         old = self.directory / FILES[self._active]
         self._active = 1 - self._active
-        (self.directory / FILES[self._active]).unlink(missing_ok=True)  # left by a checkpoint that never ended
         self._reopen()
         return old
 

@@ -38,6 +38,19 @@ def test_a_checkpoint_that_never_finished_releases_nothing(tmp_path: Path) -> No
     assert WriteJournal(tmp_path).open(crashed=True) == {0: {"A", "B"}}
 
 
+def test_entries_of_a_failed_checkpoint_survive_the_next_rotation(tmp_path: Path) -> None:
+    j = WriteJournal(tmp_path)
+    j.open(crashed=False)
+    j.record([(0, "A")])
+    j.rotate()  # a send failed: "writes-a" is not released
+    j.record([(0, "B")])
+    old = j.rotate()  # back to "writes-a", which must keep A
+    j.record([(0, "C")])
+    j.release(old)  # B's file confirmed
+    j.close()
+    assert WriteJournal(tmp_path).open(crashed=True) == {0: {"A", "C"}}
+
+
 def test_after_a_clean_stop_only_entries_carried_from_an_earlier_crash_stay_pending(tmp_path: Path) -> None:
     j = WriteJournal(tmp_path)
     j.open(crashed=False)
