@@ -64,15 +64,15 @@ PRODUCER_LINGER_SECONDS = 0.02
 #: send crashed the agent, which then acked the record: it was in neither the table nor the DLQ. The broker accepts
 #: records up to ~1 MiB, so a hostile record near that size needs its copy cut (the header keeps the full size).
 DLQ_MAX_VALUE_BYTES = 900 * 1024
+DLQ_MAX_KEY_BYTES = 1024
 #: Where the write journal lives in the data directory (outside Faust's table directory, which a discard removes),
 #: and how often its confirmed entries are released: a crash repairs at most this many seconds of writes, plus
 #: whatever the producer had not sent.
 JOURNAL_DIR = "write-journal"
+JOURNAL_CHECKPOINT_SECONDS = float(os.environ.get("ONESTOP_JOURNAL_CHECKPOINT_SECONDS", "5"))
 #: Rebuilt dossiers whose unannounced alerts one clock tick announces, per partition, after the tick's own
 #: deadlines: ~0.3 ms each (evaluation and send), so a restart's backlog never holds a new alert for long.
 ANNOUNCE_PER_TICK = 1000
-JOURNAL_CHECKPOINT_SECONDS = float(os.environ.get("ONESTOP_JOURNAL_CHECKPOINT_SECONDS", "5"))
-DLQ_MAX_KEY_BYTES = 1024
 
 
 class PartitionState:
