@@ -399,7 +399,12 @@ def test_a_crash_keeps_the_local_tables_and_sends_their_unsent_writes_to_the_cha
 
     wait_for(lambda: processed(w) == 40, timeout=30, what="first 40 events")
     wait_for(lambda: len(latest_by_key(kafka_bootstrap, changelog)) == 40, timeout=30, what="40 dossiers on the changelog")
-    time.sleep(3)  # a few checkpoints: the journal releases these 40, whose changelog records are acknowledged
+
+    def journal_released() -> bool:  # checkpoints every second release the 40, their changelog records acknowledged
+        files = list((w.data_dir / "write-journal").glob("writes-*"))
+        return bool(files) and all(f.stat().st_size == 0 for f in files)
+
+    wait_for(journal_released, timeout=30, what="the journal releasing the first 40 writes")
 
     assert w.post_json("/test/hold-changelog", {"hold": True}) == {"hold": True, "journal": True}
     held = [(f"H{n:02d}".encode(), event(f"H{n:02d}", "U2", 0), None) for n in range(20)]
