@@ -148,6 +148,7 @@ class Runtime:
         self.journal: WriteJournal | None = None
         self.hold_changelog = False
         self._checkpointing = False
+        self._journal_stuck = False
         # The last changelog record sent per partition since the journal's last rotation (direct table path):
         # records of one partition are acknowledged in order, so once these are, every earlier one is.
         self._last_changelog: dict[int, Any] = {}
@@ -362,8 +363,10 @@ class Runtime:
         With the direct table path it waits for the last changelog record sent to each partition before the
         rotation, which the producer delivers on its own schedule; a producer flush (the fallback for Faust's
         table path) forces out every batch at once and, every 5 s under load, added ~0.35 s to the p99 from
-        produce to /metrics at 1,000 ev/s (docs/benchmarks.md). A send that failed leaves the entries in place."""
-        if self.journal is None or self.hold_changelog or self._checkpointing:
+        produce to /metrics at 1,000 ev/s (docs/benchmarks.md). After a send that failed nothing is released any
+        more in this run: its record may be missing for good, so its entries wait for a crash repair (a clean stop
+        flushes everything and drops them)."""
+        if self.journal is None or self.hold_changelog or self._checkpointing or self._journal_stuck:
             return
         self._checkpointing = True
         try:
@@ -374,8 +377,9 @@ class Runtime:
             else:
                 await self.app.producer.flush()
             self.journal.release(old)
-        except Exception as exc:  # the next checkpoint tries again; the journal only grows meanwhile
-            log.warning("write journal not released: a changelog send failed (%r)", exc)
+        except Exception as exc:
+            self._journal_stuck = True
+            log.warning("a changelog send failed (%r): the write journal keeps every entry from now on", exc)
         finally:
             self._checkpointing = False
 

@@ -103,7 +103,7 @@ class WriteJournal:
 
     def rotate(self) -> Path:
         """Switch to the other file; returns the one to delete once what was sent before is acknowledged. The
-        other file is appended to, not emptied: a checkpoint that failed left entries there, still unconfirmed."""
+        other file is appended to, not emptied: a checkpoint that never finished may have left entries there."""
         old = self.directory / FILES[self._active]
         self._active = 1 - self._active
         self._reopen()

@@ -115,3 +115,34 @@ def test_what_happens_to_local_tables_at_start(tmp_path: Path, tables: bool, cle
     assert not marker.exists()  # written again only by the next clean stop
     assert journal.pending == ({0: {"A"}} if outcome == "kept" else {})
     journal.close()
+
+
+def test_after_a_failed_changelog_send_the_runtime_releases_nothing_more(tmp_path: Path) -> None:
+    """The record behind a failed send may be missing for good: its journal entry must wait for a crash repair,
+    however many later checkpoints succeed."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.app import Runtime
+    from streams.settings import WorkerSettings
+
+    async def scenario() -> None:
+        runtime = Runtime(WorkerSettings(), SimpleNamespace(handle=lambda value, stored, now: None), clock=None)
+        runtime.journal = WriteJournal(tmp_path)
+        runtime.journal.open(crashed=False)
+        runtime.table, runtime._fast_store = SimpleNamespace(data=object()), True  # the direct table path
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("the broker refused the record"))
+        runtime.journal.record([(0, "A")])
+        runtime._last_changelog = {0: failed}
+        await runtime.checkpoint_journal()
+        for code in ("B", "C", "D"):  # later checkpoints whose sends all succeed
+            runtime.journal.record([(0, code)])
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            runtime._last_changelog = {0: done}
+            await runtime.checkpoint_journal()
+        runtime.journal.close()
+
+    asyncio.run(scenario())
+    assert WriteJournal(tmp_path).open(crashed=True) == {0: {"A", "B", "C", "D"}}
