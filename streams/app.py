@@ -92,6 +92,14 @@ class PartitionState:
         # Rebuilt dossiers with alerts this worker has not announced, drained a chunk per clock tick.
         self.unannounced: deque[str] = deque()
 
+    def count_restored(self, code: str, rebuild: Any, stored: bytes) -> None:
+        """One stored dossier into a partition being rebuilt (its tallies are summed by ``rebuild``)."""
+        held, check, unannounced = rebuild.add(stored)
+        self.held += held
+        self.schedule.schedule(code, check)
+        if unannounced:
+            self.unannounced.append(code)
+
 
 class _StandIn:
     """Minimal stand-in for a Faust event, carrying only the partition a table write or read belongs to."""
@@ -256,11 +264,8 @@ class Runtime:
             self.journal.record(((partition, code),))
         store = self._partition_db()
         if store is not None:
-            # What Table.on_key_set sends, before the store; bytes are passed through by Faust's key serializer.
-            key = _table_key(code)
-            if not self.hold_changelog:
-                self._last_changelog[partition] = self.table.send_changelog(partition, key, value)
-            store._db_for_partition(partition).put(key, value)
+            self._send_changelog(partition, code, value)  # what Table.on_key_set sends, before the store
+            store._db_for_partition(partition).put(_table_key(code), value)
         else:
             with self._in_partition(partition):
                 self.table[code] = value
@@ -268,6 +273,12 @@ class Runtime:
             state.dossiers += 1
         if state.keys is not None:
             state.keys.add(code)
+
+    def _send_changelog(self, partition: int, code: str, value: bytes) -> None:
+        """The dossier's changelog record, key already encoded (Faust's key serializer passes bytes through);
+        kept as the partition's last one for the journal's checkpoint."""
+        if not self.hold_changelog:
+            self._last_changelog[partition] = self.table.send_changelog(partition, _table_key(code), value)
 
     def _iter_partition(self, partition: int, state: PartitionState) -> Iterator[tuple[str, bytes]]:
         store = self.table.data
@@ -395,7 +406,7 @@ class Runtime:
             for code in sorted(codes):
                 value = self._get(p, code)
                 if value is not None:  # never written, or the write was not reached before the crash
-                    self.table.send_changelog(p, _table_key(code), value)
+                    self._send_changelog(p, code, value)
                     sent += 1
         await self.app.producer.flush()
         journal.repaired(todo)
@@ -409,11 +420,7 @@ class Runtime:
             state.keys |= keys
         rebuild, n = self.processor.rebuilder(now), 0
         for code, stored in self._iter_partition(partition, state):
-            held, check, unannounced = rebuild.add(stored)
-            state.held += held
-            state.schedule.schedule(code, check)
-            if unannounced:
-                state.unannounced.append(code)
+            state.count_restored(code, rebuild, stored)
             if state.keys is not None:
                 state.keys.add(code)
             n += 1

@@ -5,9 +5,10 @@ A dossier is written to the partition's RocksDB database at once but to the chan
 every crash is safe but costs a full changelog read (minutes at a million dossiers). Instead, the codes a batch is
 about to write are appended to this journal *before* the writes; every few seconds the journal rotates and, once
 every changelog record sent before the rotation is on the broker (the last one sent to each partition is
-acknowledged: a partition's records are acknowledged in order), the older file is deleted. After a crash, the journal therefore names every dossier whose changelog record may be missing; the
-worker keeps its local state, lets Faust read the changelog's tail as after a clean stop, then sends those
-dossiers' local states to the changelog again. Local state and changelog are then the same, as after a clean stop.
+acknowledged: a partition's records are acknowledged in order), the older file is deleted. After a crash, the
+journal therefore names every dossier whose changelog record may be missing; the worker keeps its local state,
+lets Faust read the changelog's tail as after a clean stop, then sends those dossiers' local states to the
+changelog again. Local state and changelog are then the same, as after a clean stop.
 
 Plain files, one ``partition<TAB>"code"`` line per write (the code as a JSON string, so no key can break a line),
 appended with one ``write`` per batch: a killed process loses nothing that ``write`` returned (the page cache
@@ -17,12 +18,9 @@ survives it, as RocksDB's own log does).
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Iterable
-
-log = logging.getLogger(__name__)
 
 FILES = ("writes-a", "writes-b")
 CARRIED = "carried"  # entries of a crash not repaired yet: partitions this worker did not own after the restart

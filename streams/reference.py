@@ -169,11 +169,7 @@ def rebuild_partition(runtime: Any, partition: int) -> None:
         new.keys = set(old.keys)
     rebuild, n = runtime.processor.rebuilder(now), 0
     for code, stored in runtime._iter_partition(partition, new):
-        held, check, unannounced = rebuild.add(stored)
-        new.held += held
-        new.schedule.schedule(code, check)
-        if unannounced:
-            new.unannounced.append(code)
+        new.count_restored(code, rebuild, stored)
         n += 1
     new.tallies.add(rebuild.tallies())
     new.dossiers = n

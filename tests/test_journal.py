@@ -38,11 +38,11 @@ def test_a_checkpoint_that_never_finished_releases_nothing(tmp_path: Path) -> No
     assert WriteJournal(tmp_path).open(crashed=True) == {0: {"A", "B"}}
 
 
-def test_entries_of_a_failed_checkpoint_survive_the_next_rotation(tmp_path: Path) -> None:
+def test_a_rotation_keeps_the_entries_of_the_file_it_returns_to(tmp_path: Path) -> None:
     j = WriteJournal(tmp_path)
     j.open(crashed=False)
     j.record([(0, "A")])
-    j.rotate()  # a send failed: "writes-a" is not released
+    j.rotate()  # a checkpoint that released nothing: "writes-a" still holds A
     j.record([(0, "B")])
     old = j.rotate()  # back to "writes-a", which must keep A
     j.record([(0, "C")])
