@@ -53,6 +53,27 @@ class Reception(Struct):
     computed_due_at: datetime | None  # the calendar's due date when a time limit was given, to check the slip
 
 
+class Settled(Struct, array_like=True, frozen=True):
+    """What an ended dossier adds to the tallies, stored with its facts so that a rebuild need not evaluate it.
+
+    An ended dossier's contribution no longer moves with the clock, only with its facts (a later event rewrites
+    the state and this with it), the calendar, the rules and the code that counts. ``stamp`` names those three
+    (``models.tally.settled_stamp``); a rebuild under any other stamp evaluates the facts as if this were absent.
+    Metrics are numbered (``models.tally.METRICS``), the periods two day ordinals: ~70 bytes a dossier.
+    """
+
+    stamp: bytes
+    unit_code: str
+    province_code: str | None
+    unit_level: str | None
+    ended_at: datetime
+    first_day: int  # date.toordinal() of the first and last days the dossier counts in (Vietnam time)
+    last_day: int
+    reception: bytes  # the numbers of the metrics it counts once each, all but the processing seconds:
+    processing_seconds: int  # the one count that differs from dossier to dossier
+    population: tuple[bytes, ...]  # one row of metric numbers per population period, in plan order
+
+
 class DossierState(Struct):
     code: str
     seen: dict[bytes, bytes] = {}  # key digest of (source, id) -> content digest
@@ -78,6 +99,7 @@ class DossierState(Struct):
     rating: tuple[datetime, bytes, bool] | None = None  # (event time, key digest, satisfied): latest wins
     transfers: int = 0
     last_event_time: datetime | None = None
+    settled: Settled | None = None  # derived, not a fact: set by the stream processor when it stores the state
 
 
 @dataclass(frozen=True)
@@ -370,6 +392,9 @@ class View:
     # judge(t) memo: a handle judges the same view at the same few instants many times (every carried-over period
     # ending after ``now``, the live bucket, alerts, the next deadline). Views are never mutated after ``evaluate``.
     _judged: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # (now, parts) of the last ``models.tally._parts`` call: a handle asks for the new view's parts at the same
+    # instant twice (its tally delta, then the settled rows of an ended dossier).
+    _parts_at: tuple = field(default=(None, None), init=False, repr=False, compare=False)
 
     @property
     def is_open(self) -> bool:

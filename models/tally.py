@@ -10,12 +10,17 @@ Period keys are ``month:2026-03``, ``quarter:2026-Q1``, ``year:2026`` (Vietnam t
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import date, datetime
 from functools import lru_cache
+from pathlib import Path
+
+import msgspec
 
 from .calendar import TZ
-from .dossier import View, working_seconds_between
+from .config import MonitorConfig, config_as_dict
+from .dossier import Settled, View, working_seconds_between
 
 GRANULARITIES = ("month", "quarter", "year")
 LIVE = "live"
@@ -110,10 +115,13 @@ class ContributionSum:
     (tests/test_tally_properties.py).
     """
 
-    __slots__ = ("_rows",)
+    __slots__ = ("_rows", "_seconds")
 
     def __init__(self) -> None:
+        # (unit, period key, row) -> how many dossiers have it; a row is ((metric, n), ...), or for settled
+        # dossiers the bytes of its metric numbers (each counted once)
         self._rows: dict[tuple[str, str, tuple], int] = {}
+        self._seconds: dict[tuple[str, int], int] = {}  # settled processing seconds by (unit, reception day)
 
     def add(self, view: View | None, now: datetime) -> None:
         if view is None:
@@ -123,13 +131,41 @@ class ContributionSum:
             key = (unit, pk, row)
             rows[key] = rows.get(key, 0) + 1
 
+    def add_settled(self, settled: Settled) -> None:
+        """An ended dossier's contribution as ``settled_of`` stored it: the same rows as ``add(view, now)`` at
+        any ``now`` from its end on, without the view (the caller checks the stamp). Rows are counted per period
+        as ``add`` counts them, their metrics still numbered (bytes hash and compare faster than tuples); the
+        processing seconds, the one count that differs from dossier to dossier, are summed apart by reception day
+        so that the rows repeat."""
+        unit, rows = settled.unit_code, self._rows
+        received_keys, population = _day_plan(settled.first_day, settled.last_day)
+        row = settled.reception
+        for pk in received_keys:
+            key = (unit, pk, row)
+            rows[key] = rows.get(key, 0) + 1
+        for ((pk, _part), _end), row in zip(population, settled.population):
+            key = (unit, pk, row)
+            rows[key] = rows.get(key, 0) + 1
+        if settled.processing_seconds:
+            key = (unit, settled.first_day)
+            self._seconds[key] = self._seconds.get(key, 0) + settled.processing_seconds
+
     def totals(self) -> dict[TallyKey, int]:
         out: dict[TallyKey, int] = {}
         for (unit, pk, row), times in self._rows.items():
+            if type(row) is bytes:  # a settled row: metric numbers, each counted once
+                for number in row:
+                    key = (unit, pk, METRICS[number])
+                    out[key] = out.get(key, 0) + times
+                continue
             for metric, n in row:
                 if n:  # every count is >= 0: a zero adds nothing, and ``contribution`` leaves it out
                     key = (unit, pk, metric)
                     out[key] = out.get(key, 0) + n * times
+        for (unit, first_day), seconds in self._seconds.items():
+            for pk in _day_plan(first_day, first_day)[0]:  # the reception periods
+                key = (unit, pk, "processing_seconds_sum")
+                out[key] = out.get(key, 0) + seconds
         return out
 
 
@@ -172,10 +208,15 @@ RECEPTION, POPULATION = 0, 1
 
 def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, int], ...]]:
     """The dossier's contribution in parts: ``{(pk, RECEPTION | POPULATION): ((metric, n), ...)}``, ``live``
-    included as a population part. Metric names never repeat within a period, so the parts simply add up."""
-    parts: dict[tuple[str, int], tuple] = {}
+    included as a population part. Metric names never repeat within a period, so the parts simply add up.
+    Callers only read the result: it is memoised on the view for the same ``now``."""
+    memo_now, parts = view._parts_at
+    if memo_now == now:
+        return parts
+    parts = {}
     received_at = view.received_at
     if received_at > now:
+        view._parts_at = (now, parts)
         return parts
     last = min(view.end_at, now) if view.end_at is not None else now
     first_day = received_at.astimezone(TZ).date()
@@ -191,6 +232,7 @@ def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, 
         parts[part] = _population_row(j.on_time, j.bucket, apology, unsatisfied)
     if view.is_open:
         parts[(LIVE, POPULATION)] = ((judge(now).bucket, 1),)
+    view._parts_at = (now, parts)
     return parts
 
 
@@ -250,6 +292,75 @@ def _reception_counts(v: View) -> tuple[tuple[str, int], ...]:
         counts.append(("processing_seconds_sum",
                        round(working_seconds_between(v.calendar, v.received_at, max(v.received_at, v.end_at)))))
     return tuple(counts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# settled contributions: an ended dossier's rows, stored with its state for the rebuilds
+
+#: Every metric a contribution row can hold, numbered for ``Settled`` rows. Renumbering is safe: the stamp
+#: covers this file, so rows stored under another numbering are never read as such.
+METRICS = (
+    "received", "received_direct", "received_online", "received_postal", "online_qualified", "fee_bearing",
+    "paid_online", "paper_result", "paper_result_e_result", "digitized", "reused_data", "personal_store",
+    "population_db", "rated", "rated_satisfied", "processing_count", "processing_seconds_sum",
+    "population", "on_time", "late_with_apology", "late_without_apology", "late_or_dissatisfied",
+    "ended_early", "ended_on_time", "ended_late", "open_within", "open_due_soon", "open_overdue",
+    "open_awaiting_supplement", "open_awaiting_payment",
+)
+_METRIC_NUMBER = {name: i for i, name in enumerate(METRICS)}
+#: The modules whose code decides a contribution: any change to them retires every stored ``Settled``.
+_RULE_SOURCES = ("calendar.py", "config.py", "dossier.py", "tally.py")
+
+
+@lru_cache(maxsize=64)
+def settled_stamp(calendar_version: str, config: MonitorConfig) -> bytes:
+    """Names what a settled contribution was derived from: the calendar version, the rules and the counting code.
+
+    The code is named by the bytes of its source files rather than a release number that someone must remember to
+    bump: after an upgrade that touches them, rebuilds evaluate every dossier again (as before settled rows
+    existed) until each is rewritten by its next event."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(calendar_version.encode())
+    h.update(msgspec.json.encode(config_as_dict(config)))
+    here = Path(__file__).parent
+    for name in _RULE_SOURCES:
+        h.update((here / name).read_bytes())
+    return h.digest()
+
+
+def settled_of(view: View | None, now: datetime, stamp: bytes) -> Settled | None:
+    """The dossier's contribution for good, if it has ended by ``now``; None while it can still move."""
+    if view is None or view.end_at is None or view.end_at > now or view.received_at > view.end_at:
+        return None  # (an end before the reception would make the rows depend on the clock again)
+    first_day = view.received_at.astimezone(TZ).date()
+    # As in ``_parts`` with ``now`` past the end: the last day counted is the end's.
+    last_day = max(view.end_at, view.received_at).astimezone(TZ).date() if view.config.carry_over_open_dossiers \
+        else first_day
+    received_keys, population = _period_plan(first_day, last_day)
+    parts = _parts(view, now)
+    if len(parts) != len(received_keys) + len(population):
+        return None  # not the plan this layout assumes: keep evaluating this dossier
+    try:
+        reception = parts[(received_keys[0], RECEPTION)]
+        seconds = [n for metric, n in reception if metric == "processing_seconds_sum"]
+        numbered = _numbered_row(tuple(r for r in reception if r[0] != "processing_seconds_sum"))
+        rows = tuple(_numbered_row(parts[part]) for part, _end in population)
+    except (KeyError, ValueError):  # a metric with no number, or a count other than 1: keep evaluating it
+        return None
+    return Settled(stamp, view.unit_code, view.province_code, view.unit_level, view.end_at, first_day.toordinal(),
+                   last_day.toordinal(), numbered, sum(seconds), rows)
+
+
+@lru_cache(maxsize=4096)  # a few hundred distinct rows exist once the processing time is taken out
+def _numbered_row(row: tuple[tuple[str, int], ...]) -> bytes:
+    if any(n != 1 for _metric, n in row):
+        raise ValueError("a settled row holds counts of one")
+    return bytes(_METRIC_NUMBER[metric] for metric, _n in row)
+
+
+@lru_cache(maxsize=16384)
+def _day_plan(first: int, last: int):
+    return _period_plan(date.fromordinal(first), date.fromordinal(last))
 
 
 def add_into(total: dict, delta: dict, sign: int = 1) -> None:

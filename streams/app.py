@@ -428,7 +428,8 @@ class Runtime:
                 await asyncio.sleep(0)
         state.tallies.add(rebuild.tallies())
         state.dossiers = n
-        log.info("partition %s rebuilt from %s dossiers", partition, n)
+        log.info("partition %s rebuilt from %s dossiers, %s of them from their settled rows", partition, n,
+                 getattr(rebuild, "settled", 0))
         return state
 
     async def _ensure_partition(self, partition: int) -> PartitionState | None:

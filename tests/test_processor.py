@@ -75,6 +75,41 @@ def test_rebuild_from_stored_states_equals_running_tallies():
     assert rebuilt == tallies and fresh.unit_meta == p.unit_meta
 
 
+def test_ended_dossiers_are_rebuilt_from_their_settled_rows_only_under_the_same_stamp():
+    """The rebuild reads an ended dossier's stored rows instead of evaluating it, and gets the same figures; a
+    worker with other rules (or another calendar, or other counting code) evaluates it as before, and so does one
+    whose catch-up window still holds the end (its alerts may be owed)."""
+    from models.config import MonitorConfig
+    from models.dossier import decode_state, encode_state
+
+    p, store, tallies, *_ = run(sample_lines())
+    ended = {c: v for c, v in store.items() if decode_state(v).settled is not None}
+    assert 0 < len(ended) < len(store)
+    assert all(decode_state(v).processed_at or decode_state(v).stopped_at or decode_state(v).withdrawn_at
+               or decode_state(v).returned_at for v in ended.values())
+
+    def rebuilt(processor, states, now=NOW):
+        rebuild, total = processor.rebuilder(now), {}
+        for stored in states:
+            rebuild.add(stored)
+        add_into(total, rebuild.tallies())
+        return rebuild.settled, total, processor.unit_meta
+
+    def unsettled(stored):
+        state = decode_state(stored)
+        state.settled = None
+        return encode_state(state)
+
+    settled, total, meta = rebuilt(Processor(), store.values())
+    assert 0 < settled <= len(ended) and total == tallies and meta == p.unit_meta
+    assert rebuilt(Processor(), map(unsettled, store.values()))[:2] == (0, tallies)
+    other_rules = MonitorConfig(due_soon_fraction=0.25)
+    assert rebuilt(Processor(config=other_rules), store.values())[0] == 0
+    last_end = max(decode_state(v).settled.ended_at for v in ended.values())
+    assert rebuilt(Processor(), [v for v in ended.values() if decode_state(v).settled.ended_at == last_end],
+                   last_end + timedelta(minutes=30))[0] == 0
+
+
 def test_the_clock_moves_dossiers_without_events_and_announces_alerts_once():
     code = "T01.S01-20260302-00001"
     rec = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
