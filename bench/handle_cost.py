@@ -9,7 +9,7 @@ added into running tallies) and prints microseconds per event, median of ``--rep
 
 A second, instrumented pass wraps every ``models`` function the processor module calls and prints the time spent
 in each (wrapping costs ~0.2 µs per call, so parts add up to a bit more than the plain figure). The line
-``digest`` hashes the final tallies, the stored states and the alerts, so two trees can be checked to agree.
+``digest`` hashes the final tallies, the stored facts and the alerts, so two trees can be checked to agree.
 
     bench/handle_cost.py                                   # bundled sample + /tmp/perf_sim.jsonl if present
     bench/handle_cost.py --tree /tmp/before FILE ...       # measure another checkout's models/ and streams/
@@ -30,6 +30,8 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 END = "2026-03-10T16:00:00+07:00"
@@ -81,8 +83,10 @@ def feed(processor_cls, lines, nows) -> tuple[float, str]:
         alerts += len(o.alerts)
     h = hashlib.sha256()
     h.update(repr(sorted(tallies.items())).encode())
-    for code in sorted(store):
-        h.update(store[code])
+    for code in sorted(store):  # the facts stored; settled rows are derived from them and the counting code
+        facts = msgspec.msgpack.decode(store[code])
+        facts.pop("settled", None)
+        h.update(msgspec.msgpack.encode(facts))
     h.update(str(alerts).encode())
     return spent, f"{h.hexdigest()[:16]} alerts={alerts} dossiers={len(store)}"
 

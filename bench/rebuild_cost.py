@@ -17,6 +17,7 @@ restarted worker), and a digest of the tallies as a check that runs agree.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import statistics
@@ -30,34 +31,56 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.calendar import WorkCalendar  # noqa: E402
-from models.dossier import Context, encode_state  # noqa: E402
+from models.dossier import encode_state, evaluate  # noqa: E402
 from models.figures import iter_lines, replay  # noqa: E402
 from streams.clock import DeadlineSchedule  # noqa: E402
 from streams.metrics import TallyBook  # noqa: E402
+from models.tally import settled_of, settled_stamp  # noqa: E402
 from streams.processor import Processor  # noqa: E402
 
 END = "2026-03-10T16:00:00+07:00"
 
 
-def once(file: str, events: int) -> None:
+def once(file: str, events: int, settled: bool) -> None:
     """One rebuild in this process, with the calendar and period memos cold, as in a restarted worker."""
     now = datetime.fromisoformat(END)
-    replayed = replay(islice(iter_lines(file), events), Context(now=now, calendar=WorkCalendar.default()))
-    stored = [(code, encode_state(s)) for code, s in replayed.states.items()]
+    processor = Processor()
+    ctx = processor.context(now)
+    replayed = replay(islice(iter_lines(file), events), ctx)
+    stamp = settled_stamp(processor.calendar.version, processor.config)
+    stored = []
+    for code, dossier in replayed.states.items():
+        if settled:  # as the worker stores an ended dossier (Processor.handle)
+            dossier.settled = settled_of(evaluate(dossier, ctx), now, stamp)
+        stored.append((code, encode_state(dossier)))
+    dossier = None
+    lines = replayed.lines
+    del replayed  # a restarted worker holds no decoded history: leave none for the collector to walk
+    gc.collect()
     for memo in _memos():
-        memo.cache_clear()  # the replay above filled them; a restarted worker starts without
+        if memo is not settled_stamp:
+            memo.cache_clear()  # the replay above filled them; a restarted worker starts without
     book, schedule, held = TallyBook(), DeadlineSchedule(now), 0
     started = time.perf_counter()
-    rebuild = Processor().rebuilder(now)
+    # The catch-up window reaches back from ``now``; dossiers that ended in it are evaluated as the worker would.
+    rebuild = processor.rebuilder(now)
+    clock, in_settled = time.perf_counter, 0.0
     for code, value in stored:
+        counted = rebuild.settled
+        t0 = clock()
         is_held, check, _unannounced = rebuild.add(value)
+        if rebuild.settled != counted:
+            in_settled += clock() - t0
         held += is_held
         schedule.schedule(code, check)
     book.add(rebuild.tallies())
     seconds = time.perf_counter() - started
+    evaluated = len(stored) - rebuild.settled
     digest = hashlib.blake2b(repr(sorted(book.as_dict().items())).encode(), digest_size=6).hexdigest()
-    print(json.dumps({"dossiers": len(stored), "events": replayed.lines, "us": seconds / len(stored) * 1e6,
+    print(json.dumps({"dossiers": len(stored), "events": lines, "us": seconds / len(stored) * 1e6,
+                      "settled": rebuild.settled, "bytes": sum(len(v) for _c, v in stored) / len(stored),
+                      "us_settled": in_settled / rebuild.settled * 1e6 if rebuild.settled else None,
+                      "us_others": (seconds - in_settled) / evaluated * 1e6 if evaluated else None,
                       "scheduled": len(schedule), "held": held, "digest": digest}))
 
 
@@ -73,21 +96,30 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--without-settled", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.once:
-        once(args.file, args.events)
+        once(args.file, args.events, not args.without_settled)
         return
-    runs = []
-    for _ in range(args.repeats):  # one process per run: nothing warm from the previous one
-        out = subprocess.run([sys.executable, __file__, args.file, "--events", str(args.events), "--once"],
-                             capture_output=True, text=True, check=True)
-        runs.append(json.loads(out.stdout))
-    us = [r["us"] for r in runs]
-    assert len({r["digest"] for r in runs}) == 1, "runs disagree"
-    r = runs[0]
-    print(f"{r['dossiers']} dossiers from {r['events']} events: rebuild {statistics.median(us):.1f} us per dossier "
-          f"(min {min(us):.1f}, max {max(us):.1f}, {len(us)} processes); checks scheduled {r['scheduled']}, "
-          f"held {r['held']}, tallies digest {r['digest']}")
+    digests = set()
+    for label, flag in (("stored as the worker stores them", []), ("without settled rows", ["--without-settled"])):
+        runs = []
+        for _ in range(args.repeats):  # one process per run: nothing warm from the previous one
+            out = subprocess.run([sys.executable, __file__, args.file, "--events", str(args.events), "--once", *flag],
+                                 capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout))
+        us = [r["us"] for r in runs]
+        digests |= {r["digest"] for r in runs}
+        r = runs[0]
+        split = ""
+        if r["us_settled"] is not None:
+            split = (f" ({statistics.median(x['us_settled'] for x in runs):.1f} us per settled dossier, "
+                     f"{statistics.median(x['us_others'] for x in runs):.1f} us per other, tallies included)")
+        print(f"{label}: {r['dossiers']} dossiers from {r['events']} events, {r['settled']} counted from settled "
+              f"rows, {r['bytes']:.0f} bytes each: rebuild {statistics.median(us):.1f} us per dossier "
+              f"(min {min(us):.1f}, max {max(us):.1f}, {len(us)} processes){split}; checks scheduled "
+              f"{r['scheduled']}, held {r['held']}, tallies digest {r['digest']}")
+    assert len(digests) == 1, f"rebuilds disagree: {sorted(digests)}"
 
 
 if __name__ == "__main__":
