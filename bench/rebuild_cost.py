@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.dossier import encode_state, evaluate  # noqa: E402
+from models.dossier import encode_state, evaluate, pack_settled  # noqa: E402
 from models.figures import iter_lines, replay  # noqa: E402
 from streams.clock import DeadlineSchedule  # noqa: E402
 from streams.metrics import TallyBook  # noqa: E402
@@ -51,7 +51,7 @@ def once(file: str, events: int, settled: bool) -> None:
     stored = []
     for code, dossier in replayed.states.items():
         if settled:  # as the worker stores an ended dossier (Processor.handle)
-            dossier.settled = settled_of(evaluate(dossier, ctx), now, stamp)
+            dossier.settled = pack_settled(settled_of(evaluate(dossier, ctx), now, stamp))
         stored.append((code, encode_state(dossier)))
     dossier = None
     lines = replayed.lines

@@ -57,7 +57,7 @@ class Settled(Struct, array_like=True, frozen=True):
     """What an ended dossier adds to the tallies, stored with its facts so that a rebuild need not evaluate it.
 
     An ended dossier's contribution no longer moves with the clock, only with its facts (a later event rewrites
-    the state and this with it), the calendar, the rules and the code that counts. ``stamp`` names those three
+    the state and this with it), the calendar, the rules and the code that counts. ``stamp`` names those
     (``models.tally.settled_stamp``); a rebuild under any other stamp evaluates the facts as if this were absent.
     Metrics are numbered (``models.tally.METRICS``), the periods two day ordinals: ~70 bytes a dossier.
     """
@@ -99,7 +99,9 @@ class DossierState(Struct):
     rating: tuple[datetime, bytes, bool] | None = None  # (event time, key digest, satisfied): latest wins
     transfers: int = 0
     last_event_time: datetime | None = None
-    settled: Settled | None = None  # derived, not a fact: set by the stream processor when it stores the state
+    # Derived, not a fact: a msgpack-encoded ``Settled``, set by the stream processor when it stores the state.
+    # Kept as bytes so that a state stays readable whatever layout its rows were written in (``read_settled``).
+    settled: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -676,6 +678,25 @@ def _next_month_start(t: datetime) -> datetime:
 
 _STATE_ENCODER = msgspec.msgpack.Encoder()
 _STATE_DECODER = msgspec.msgpack.Decoder(DossierState)
+
+
+_SETTLED_ENCODER = msgspec.msgpack.Encoder()
+_SETTLED_DECODER = msgspec.msgpack.Decoder(Settled)
+
+
+def pack_settled(settled: Settled | None) -> bytes | None:
+    return None if settled is None else _SETTLED_ENCODER.encode(settled)
+
+
+def read_settled(packed: bytes | None) -> Settled | None:
+    """The stored rows, or None if there are none or they are in a layout this code does not read (the stamp
+    would not match anyway: it names the code)."""
+    if packed is None:
+        return None
+    try:
+        return _SETTLED_DECODER.decode(packed)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def encode_state(state: DossierState) -> bytes:

@@ -11,6 +11,7 @@ Period keys are ``month:2026-03``, ``quarter:2026-Q1``, ``year:2026`` (Vietnam t
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 from collections import Counter
 from datetime import date, datetime
 from functools import lru_cache
@@ -318,9 +319,11 @@ def settled_stamp(calendar_version: str, config: MonitorConfig) -> bytes:
 
     The code is named by the bytes of its source files rather than a release number that someone must remember to
     bump: after an upgrade that touches them, rebuilds evaluate every dossier again (as before settled rows
-    existed) until each is rewritten by its next event."""
+    existed) until each is rewritten by its next event. The version of the ``holidays`` package is part of it too:
+    the baseline calendar comes from it, and a new release can move a holiday under the same calendar version."""
     h = hashlib.blake2b(digest_size=8)
     h.update(calendar_version.encode())
+    h.update(importlib.metadata.version("holidays").encode())
     h.update(msgspec.json.encode(config_as_dict(config)))
     here = Path(__file__).parent
     for name in _RULE_SOURCES:

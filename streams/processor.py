@@ -17,8 +17,8 @@ from msgspec import Struct
 from models import events as ev
 from models.calendar import TZ, WorkCalendar
 from models.config import DEFAULT_CONFIG, MonitorConfig
-from models.dossier import (Alert, Context, DossierState, Settled, View, alerts_of, apply, decode_state,
-                            encode_state, evaluate, next_change_at)
+from models.dossier import (Alert, Context, DossierState, View, alerts_of, apply, decode_state, encode_state,
+                            evaluate, next_change_at, pack_settled, read_settled)
 from models.figures import document_from_tallies
 from models.index766 import Catalogue, combine, load_catalogue
 from models.tally import ContributionSum, contribution_delta, settled_of, settled_stamp
@@ -143,7 +143,7 @@ class Processor:
         if not fresh and new_view is not None and new_view.is_open:
             settle = now + timedelta(seconds=self.config.alert_settle_seconds)
             next_check = settle if next_check is None else min(next_check, settle)
-        new.settled = (settled_of(new_view, now, settled_stamp(self.calendar.version, self.config))
+        new.settled = (pack_settled(settled_of(new_view, now, settled_stamp(self.calendar.version, self.config)))
                        if new_view is not None and new_view.end_at is not None else None)
         encoded = encode_state(new)
         self._views.put(event.subject, encoded, ctx, new_view)
@@ -266,7 +266,7 @@ def default_processor() -> Processor:
 class _SettledOnly(Struct):
     """A stored dossier read for its settled rows alone: msgspec skips every other field unread."""
 
-    settled: Settled | None = None
+    settled: bytes | None = None
 
 
 _SETTLED_ONLY = msgspec.msgpack.Decoder(_SettledOnly)
@@ -303,7 +303,7 @@ class Rebuilder:
         An ended dossier stored with its ``Settled`` rows under this worker's stamp, and ended before the catch-up
         window, is counted from those rows alone (~3 µs instead of ~65: bench/rebuild_cost.py): nothing about it
         can change or be announced."""
-        settled = _SETTLED_ONLY.decode(stored).settled
+        settled = read_settled(_SETTLED_ONLY.decode(stored).settled)
         if settled is not None and settled.stamp == self._stamp and settled.ended_at < self._catch_up:
             self._processor._learn_unit(settled.unit_code, settled.province_code, settled.unit_level)
             self._sum.add_settled(settled)

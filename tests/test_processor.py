@@ -78,9 +78,11 @@ def test_rebuild_from_stored_states_equals_running_tallies():
 def test_ended_dossiers_are_rebuilt_from_their_settled_rows_only_under_the_same_stamp():
     """The rebuild reads an ended dossier's stored rows instead of evaluating it, and gets the same figures; a
     worker with other rules (or another calendar, or other counting code) evaluates it as before, and so does one
-    whose catch-up window still holds the end (its alerts may be owed)."""
+    whose catch-up window still holds the end (its alerts may be owed), and so do rows it cannot read."""
+    import msgspec
+
     from models.config import MonitorConfig
-    from models.dossier import decode_state, encode_state
+    from models.dossier import decode_state, encode_state, read_settled
 
     p, store, tallies, *_ = run(sample_lines())
     ended = {c: v for c, v in store.items() if decode_state(v).settled is not None}
@@ -100,13 +102,19 @@ def test_ended_dossiers_are_rebuilt_from_their_settled_rows_only_under_the_same_
         state.settled = None
         return encode_state(state)
 
+    def other_layout(stored):  # rows written by a version whose Settled had another shape
+        state = decode_state(stored)
+        state.settled = msgspec.msgpack.encode(["rows", 1, 2]) if state.settled else None
+        return encode_state(state)
+
     settled, total, meta = rebuilt(Processor(), store.values())
     assert 0 < settled <= len(ended) and total == tallies and meta == p.unit_meta
     assert rebuilt(Processor(), map(unsettled, store.values()))[:2] == (0, tallies)
+    assert rebuilt(Processor(), map(other_layout, store.values()))[:2] == (0, tallies)
     other_rules = MonitorConfig(due_soon_fraction=0.25)
     assert rebuilt(Processor(config=other_rules), store.values())[0] == 0
-    last_end = max(decode_state(v).settled.ended_at for v in ended.values())
-    assert rebuilt(Processor(), [v for v in ended.values() if decode_state(v).settled.ended_at == last_end],
+    last_end = max(read_settled(decode_state(v).settled).ended_at for v in ended.values())
+    assert rebuilt(Processor(), [v for v in ended.values() if read_settled(decode_state(v).settled).ended_at == last_end],
                    last_end + timedelta(minutes=30))[0] == 0
 
 

@@ -167,8 +167,8 @@ def test_settled_rows_count_exactly_what_the_view_counts_from_the_end_on(logs, c
             continue
         assert rows is not None and rows.stamp == stamp
         later = max(at, now)
-        state.settled = rows
-        rows = decode_state(encode_state(state)).settled
+        state.settled = dossier.pack_settled(rows)
+        rows = dossier.read_settled(decode_state(encode_state(state)).settled)
         settled.add_settled(rows)
         evaluated.add(view, later)
     assert settled.totals() == evaluated.totals()
