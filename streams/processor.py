@@ -301,7 +301,7 @@ class Rebuilder:
         again.
 
         An ended dossier stored with its ``Settled`` rows under this worker's stamp, and ended before the catch-up
-        window, is counted from those rows alone (~3 µs instead of ~65: bench/rebuild_cost.py): nothing about it
+        window, is counted from those rows alone (~7 µs instead of ~60-100: bench/rebuild_cost.py): nothing about it
         can change or be announced."""
         settled = read_settled(_SETTLED_ONLY.decode(stored).settled)
         if settled is not None and settled.stamp == self._stamp and settled.ended_at < self._catch_up:
