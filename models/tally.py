@@ -219,10 +219,7 @@ def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, 
     if received_at > now:
         view._parts_at = (now, parts)
         return parts
-    last = min(view.end_at, now) if view.end_at is not None else now
-    first_day = received_at.astimezone(TZ).date()
-    last_day = max(last, received_at).astimezone(TZ).date() if view.config.carry_over_open_dossiers else first_day
-    received_keys, population = _period_plan(first_day, last_day)
+    received_keys, population = _period_plan(*_counted_days(view, now))
     reception = _reception_counts(view)
     for pk in received_keys:
         parts[(pk, RECEPTION)] = reception
@@ -235,6 +232,15 @@ def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, 
         parts[(LIVE, POPULATION)] = ((judge(now).bucket, 1),)
     view._parts_at = (now, parts)
     return parts
+
+
+def _counted_days(view: View, now: datetime) -> tuple[date, date]:
+    """The first and last days (Vietnam time) whose periods the dossier counts in when the clock reads ``now``."""
+    first_day = view.received_at.astimezone(TZ).date()
+    if not view.config.carry_over_open_dossiers:
+        return first_day, first_day
+    last = min(view.end_at, now) if view.end_at is not None else now
+    return first_day, max(last, view.received_at).astimezone(TZ).date()
 
 
 # Dossiers received on the same day and counted up to the same day share their periods; the stream asks for the
@@ -335,10 +341,7 @@ def settled_of(view: View | None, now: datetime, stamp: bytes) -> Settled | None
     """The dossier's contribution for good, if it has ended by ``now``; None while it can still move."""
     if view is None or view.end_at is None or view.end_at > now or view.received_at > view.end_at:
         return None  # (an end before the reception would make the rows depend on the clock again)
-    first_day = view.received_at.astimezone(TZ).date()
-    # As in ``_parts`` with ``now`` past the end: the last day counted is the end's.
-    last_day = max(view.end_at, view.received_at).astimezone(TZ).date() if view.config.carry_over_open_dossiers \
-        else first_day
+    first_day, last_day = _counted_days(view, now)  # ``now`` is past the end: the same days at any later instant
     received_keys, population = _period_plan(first_day, last_day)
     parts = _parts(view, now)
     if len(parts) != len(received_keys) + len(population):
