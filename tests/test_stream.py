@@ -150,9 +150,21 @@ def test_kill_9_mid_stream_and_restart_counts_nothing_twice(deployment, oracle):
     wait_for(lambda: w.get_json("/figures?period=year:2026")["units"], timeout=60, what="first figures")
     w.kill9()
     deployment.publish(lines[len(lines) // 2:])
-    w2 = deployment.worker(name="w1", port=port, log_level="info")  # same data dir and address, as a supervisor
-    wait_equal(w2, oracle)                                             # would restart it
-    # The kept tables hold ended dossiers with their settled rows: the rebuild counted those without evaluating.
+    w2 = deployment.worker(name="w1", port=port)  # same data dir and address, as a supervisor would restart it
+    wait_equal(w2, oracle)
+
+
+def test_a_restart_counts_long_ended_dossiers_from_their_stored_rows(deployment, oracle):
+    """docs/reliability.md 4.15 end to end: every record applied, kill -9, and the restarted worker's rebuild
+    counts the dossiers that ended over an hour before the clock from the rows stored with them (the others it
+    evaluates), and shows exactly the oracle's figures."""
+    w = deployment.worker(port=None)
+    port = w.web_port
+    deployment.publish(sample_lines())
+    wait_equal(w, oracle)  # every state written, ended dossiers with their rows
+    w.kill9()
+    w2 = deployment.worker(name="w1", port=port, log_level="info")
+    wait_equal(w2, oracle)
     rebuilt = re.findall(r"rebuilt from (\d+) dossiers, (\d+) of them from their settled rows",
                          w2.log_path.read_text(errors="replace"))
     assert rebuilt and 0 < sum(int(s) for _n, s in rebuilt) < sum(int(n) for n, _s in rebuilt), rebuilt
