@@ -8,6 +8,7 @@ whole per-record decision can be tested without a broker, and the runtime could 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -20,7 +21,7 @@ from models.config import DEFAULT_CONFIG, MonitorConfig
 from models.dossier import (Alert, Context, DossierState, View, alerts_of, apply, decode_state, encode_state,
                             evaluate, next_change_at, pack_settled, read_settled)
 from models.figures import document_from_tallies
-from models.index766 import Catalogue, combine, load_catalogue
+from models.index766 import Catalogue, load_catalogue
 from models.tally import ContributionSum, contribution_delta, settled_of, settled_stamp
 
 TallyKey = tuple[str, str, str]
@@ -102,8 +103,11 @@ class Processor:
         self.unit_meta: dict[str, dict] = {}
         self._announced: dict[str, frozenset[Alert]] = {}
         self._views = _ViewMemo(view_memo_size)
-        self._terms = [(i.id, i.numerator, i.denominator) for i in self.catalogue.indicators
-                       if i.computable_from_events and i.numerator is not None]
+        # (id, numerator terms, denominator terms) as tuples of (tally key, coefficient): models.index766.combine,
+        # unrolled, because a scrape asks for these for every unit whose counts changed.
+        self._terms = [(i.id, tuple(i.numerator.items()), tuple(i.denominator.items()))
+                       for i in self.catalogue.indicators
+                       if i.computable_from_events and i.numerator is not None and i.denominator is not None]
 
     def context(self, now: datetime) -> Context:
         return Context(now=now, calendar=self.calendar, config=self.config)
@@ -201,8 +205,18 @@ class Processor:
             "overdue_working_hours": round(view.overdue_working_seconds(now) / 3600, 2) if view.is_open else 0.0,
         }
 
-    def indicator_terms(self, tallies: dict[str, int]) -> dict[str, tuple[float, float]]:
-        return {iid: (combine(num, tallies), combine(den, tallies)) for iid, num, den in self._terms}
+    def indicator_terms(self, tallies: Mapping[str, int]) -> dict[str, tuple[float, float]]:
+        """Numerator and denominator of each indicator the events can compute: ``combine`` of its coefficients."""
+        get = tallies.get
+        terms = {}
+        for iid, num, den in self._terms:
+            n = d = 0
+            for key, c in num:
+                n += c * get(key, 0)
+            for key, c in den:
+                d += c * get(key, 0)
+            terms[iid] = (n, d)
+        return terms
 
     def unit_info(self, unit_code: str) -> dict:
         return self.unit_meta.get(unit_code, {"province": None, "level": None})

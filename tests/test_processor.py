@@ -3,9 +3,13 @@
 import random
 from datetime import datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from models.calendar import TZ, WorkCalendar
 from models.dossier import Context
 from models.figures import replay, score_document
+from models.index766 import combine
 from models.tally import add_into
 from streams.processor import Processor
 from tests.builders import SAMPLE_AT, raw, received, sample_lines
@@ -234,3 +238,16 @@ def test_a_dossier_with_events_but_no_reception_is_counted_as_held_until_its_rec
     assert then.held_delta == -1 and then.tally_delta and not p.restore(then.state, NOW).held
     direct = p.handle(reception, None, NOW, key=code)  # received first: never held
     assert direct.held_delta == 0
+
+
+_TALLY_KEYS = sorted({k for i in Processor().catalogue.indicators if i.computable_from_events and i.numerator
+                      for coeffs in (i.numerator, i.denominator) for k in coeffs}) + ["unrelated"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(_TALLY_KEYS), st.integers(-5, 10**9)))
+def test_indicator_terms_are_the_catalogue_coefficients_combined(tallies) -> None:
+    p = Processor()
+    want = {i.id: (combine(i.numerator, tallies), combine(i.denominator, tallies)) for i in p.catalogue.indicators
+            if i.computable_from_events and i.numerator is not None}
+    assert want and p.indicator_terms(tallies) == want
