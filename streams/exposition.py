@@ -18,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["LabelValues", "TextGauge", "render", "format_value"]
+__all__ = ["Chunk", "LabelValues", "TextGauge", "render", "format_value"]
 
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -41,12 +41,16 @@ def format_value(v: float) -> str:
     return floatToGoString(v)
 
 
+Chunk = tuple[tuple[str, ...], list[tuple[str | None, float]]]  # base label values, then (extra, value) rows
+
+
 class TextGauge(Metric):
     """A gauge family over a fixed set of base labels plus at most one extra label, kept as exposition lines.
 
     ``use(values)`` sets the base label values for the following ``add`` calls (a unit and period, say); each
-    ``add`` writes one line. ``samples`` is still there, built on demand, for anything that reads the registry
-    the usual way (``generate_latest``, tests).
+    ``add`` writes one line. ``write`` does both for a whole set of rows and returns them as text, which ``extend``
+    appends again at a later scrape if nothing changed. ``samples`` is still there, built on demand, for anything
+    that reads the registry the usual way (``generate_latest``, tests).
     """
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str], extra: str | None = None) -> None:
@@ -55,9 +59,9 @@ class TextGauge(Metric):
             raise ValueError(f"{name}: text gauges take plain metric and label names only")
         self._names = tuple(labels)
         self._extra = extra
-        self._rows: list[tuple[tuple[str, ...], str | None, float]] = []
         self._lines: list[str] = []
-        self._base: tuple[str, ...] = ()
+        self._rows: list[tuple[str | None, float]] = []  # what ``add`` writes under the current base labels
+        self._chunks: list[Chunk] = [((), self._rows)]  # what backs ``samples``
         self._head = self._tail = ""
         self._extra_cache: dict[str, str] = {}
 
@@ -66,31 +70,75 @@ class TextGauge(Metric):
         labels so the escaping and joining is done once for all of them."""
         if not isinstance(values, LabelValues):
             values = LabelValues(self._names, values)
-        elif values.names != self._names:
-            raise ValueError(f"{self.name}: labels {values.names} given, {self._names} expected")
-        self._base = values.values
-        before, after = values.split(self._extra)
-        if self._extra is None:
-            self._head = f"{self.name}{{{before}}} " if before else f"{self.name} "
-        else:
-            self._head = f"{self.name}{{{before}," if before else f"{self.name}{{"
-            self._tail = f",{after}}} " if after else "} "
+        self._head, self._tail = self._affixes(values)
+        self._rows = []
+        self._chunks.append((values.values, self._rows))
 
     def add(self, value: float, extra: str | None = None) -> None:
-        self._rows.append((self._base, extra, value))
+        self._rows.append((extra, value))
         if self._extra is None:
             self._lines.append(f"{self._head}{format_value(value)}\n")
             return
+        self._lines.append(f"{self._head}{self._extra_part(extra)}{self._tail}{format_value(value)}\n")
+
+    def write(self, base: "LabelValues", rows: list[tuple[str | None, float]],
+              previous: tuple[str, Chunk] | None = None) -> tuple[str, Chunk]:
+        """The lines of ``rows`` (``(extra, value)``; ``extra`` is None for a family without one) under ``base``,
+        appended and returned for ``extend`` at a later scrape. ``rows`` is kept: do not change it afterwards.
+
+        ``previous`` is what this family's ``write`` returned for the same unit at an earlier scrape: if its labels
+        and rows are the same, its text is used as it is (formatting is most of a scrape's cost, and an event
+        changes a few of a unit's families, not all of them)."""
+        if previous is not None and previous[1][1] == rows and previous[1][0] == base.values:
+            self.extend(*previous)
+            return previous
+        head, tail = self._affixes(base)
+        if len(rows) == 1:  # most families: one line per unit and period
+            extra, value = rows[0]
+            text = (f"{head}{format_value(value)}\n" if self._extra is None else
+                    f"{head}{self._extra_part(extra)}{tail}{format_value(value)}\n")
+        elif self._extra is None:
+            text = "".join([f"{head}{format_value(v)}\n" for _, v in rows])
+        else:
+            part = self._extra_part
+            text = "".join([f"{head}{part(e)}{tail}{format_value(v)}\n" for e, v in rows])
+        chunk = (base.values, rows)
+        self._lines.append(text)
+        self._chunks.append(chunk)
+        return text, chunk
+
+    def extend(self, text: str, chunk: Chunk) -> None:
+        """Append what an earlier ``write`` returned."""
+        self._lines.append(text)
+        self._chunks.append(chunk)
+
+    def _affixes(self, values: "LabelValues") -> tuple[str, str]:
+        """What a line writes before and after its extra label and value (kept on ``values`` by family name, so
+        label values kept from one scrape to the next are not joined again)."""
+        got = values.affixes.get(self.name)
+        if got is not None:
+            return got
+        if values.names != self._names:
+            raise ValueError(f"{self.name}: labels {values.names} given, {self._names} expected")
+        before, after = values.split(self._extra)
+        if self._extra is None:
+            got = (f"{self.name}{{{before}}} " if before else f"{self.name} "), ""
+        else:
+            got = (f"{self.name}{{{before}," if before else f"{self.name}{{"), (f",{after}}} " if after else "} ")
+        values.affixes[self.name] = got
+        return got
+
+    def _extra_part(self, extra: str | None) -> str:
         part = self._extra_cache.get(extra)  # type: ignore[arg-type]
         if part is None:
             part = self._extra_cache[extra] = f'{self._extra}="{escape_value(extra)}"'  # type: ignore[arg-type]
-        self._lines.append(f"{self._head}{part}{self._tail}{format_value(value)}\n")
+        return part
 
     @property  # type: ignore[override]
     def samples(self) -> list[Sample]:
         names = self._names + ((self._extra,) if self._extra else ())
         return [Sample(self.name, dict(zip(names, base + ((extra,) if self._extra else ()))), value, None, None)
-                for base, extra, value in self._rows]
+                for base, rows in self._chunks for extra, value in rows]
 
     @samples.setter
     def samples(self, _value: list) -> None:  # Metric.__init__ assigns an empty list; the rows are the truth
@@ -107,11 +155,12 @@ class LabelValues:
     before it and those after; each split is kept per extra label name.
     """
 
-    __slots__ = ("names", "values", "_pairs", "_splits")
+    __slots__ = ("names", "values", "affixes", "_pairs", "_splits")
 
     def __init__(self, names: Sequence[str], values: Sequence[str]) -> None:
         self.names = tuple(names)
         self.values = tuple(values)
+        self.affixes: dict[str, tuple[str, str]] = {}  # by family name: TextGauge._affixes
         self._pairs = sorted((n, f'{n}="{escape_value(v)}"') for n, v in zip(self.names, self.values))
         self._splits: dict[str | None, tuple[str, str]] = {}
 

@@ -8,6 +8,7 @@ documented in docs/metrics.md; labels are bounded (unit, province, level and sma
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -21,7 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from models.tally import GRANULARITIES, LIVE, period_key
 
-from .exposition import LabelValues, TextGauge, render
+from .exposition import Chunk, LabelValues, TextGauge, render
 
 __all__ = [
     "TallyBook",
@@ -77,44 +78,68 @@ KNOWN_CHANNELS = ("direct", "online", "postal")
 LABEL_CAP = 64
 
 
-class TallyBook:
-    """One partition's tallies, nested by period so a scrape touches only the current periods."""
+#: Shared by every book, so a (book, period, unit) version is never reused, even by a book built to replace another.
+_VERSIONS = itertools.count(1)
 
-    __slots__ = ("_by_period",)
+
+class TallyBook:
+    """One partition's tallies, nested by period and unit so a scrape touches only the current periods.
+
+    Each (period, unit) also carries the version of its last change: a scrape writes a unit again only if one
+    of its books' versions moved (``TallyCollector``), without comparing or even merging the counts.
+    """
+
+    __slots__ = ("_by_period", "_versions")
 
     def __init__(self) -> None:
-        self._by_period: dict[str, dict[tuple[str, str], int]] = {}
+        self._by_period: dict[str, dict[str, dict[str, int]]] = {}
+        self._versions: dict[tuple[str, str], int] = {}
 
     def add(self, delta: Mapping[TallyKey, int]) -> None:
-        by_period = self._by_period
+        by_period, versions = self._by_period, self._versions
+        version = next(_VERSIONS)
         for (unit, pk, metric), n in delta.items():
             if not n:
                 continue
-            bucket = by_period.get(pk)
-            if bucket is None:
-                bucket = by_period[pk] = {}
-            key = (unit, metric)
-            v = bucket.get(key, 0) + n
+            units = by_period.get(pk)
+            if units is None:
+                units = by_period[pk] = {}
+            counts = units.get(unit)
+            if counts is None:
+                counts = units[unit] = {}
+            v = counts.get(metric, 0) + n
             if v:
-                bucket[key] = v
-            else:
-                del bucket[key]
-                if not bucket:
-                    del by_period[pk]
+                counts[metric] = v
+                versions[pk, unit] = version
+                continue
+            del counts[metric]
+            if counts:
+                versions[pk, unit] = version
+                continue
+            del units[unit]
+            del versions[pk, unit]  # no counts is what "no version" means
+            if not units:
+                del by_period[pk]
 
-    def period(self, pk: str) -> Mapping[tuple[str, str], int]:
+    def units(self, pk: str) -> Mapping[str, Mapping[str, int]]:
+        """The counts of each unit in a period, ``{unit: {metric: n}}`` (read only)."""
         return self._by_period.get(pk, {})
 
+    def version(self, pk: str, unit: str) -> int | None:
+        """Changes whenever the unit's counts in the period change; ``None`` while it has none."""
+        return self._versions.get((pk, unit))
+
     def items(self) -> Iterator[tuple[TallyKey, int]]:
-        for pk, bucket in self._by_period.items():
-            for (unit, metric), n in bucket.items():
-                yield (unit, pk, metric), n
+        for pk, units in self._by_period.items():
+            for unit, counts in units.items():
+                for metric, n in counts.items():
+                    yield (unit, pk, metric), n
 
     def as_dict(self) -> dict[TallyKey, int]:
         return dict(self.items())
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._by_period.values())
+        return sum(len(c) for units in self._by_period.values() for c in units.values())
 
 
 def merge(books: Iterable[TallyBook]) -> dict[TallyKey, int]:
@@ -191,11 +216,29 @@ class RuntimeView(Protocol):
 UNIT_LABELS = ("unit", "province", "level")
 
 
+class _UnitBlock:
+    """What one unit wrote into every per-period family at a scrape, reused while its period, labels and counts
+    stay the same.
+
+    A scrape is a pure function of the tallies, the unit labels and the catalogue, but a province's is ~18 k
+    samples and, written out, a few tens of milliseconds of the event loop the agent shares. Between two scrapes
+    most units' counts do not change (at live rates nearly none do), so only the units whose books' versions moved
+    are written again.
+    """
+
+    __slots__ = ("pk", "labels", "base", "versions", "parts")
+
+    def __init__(self, pk: str, labels: tuple[str, ...], base: LabelValues, versions: tuple[int | None, ...],
+                 parts: list[tuple[str, Chunk]]) -> None:
+        self.pk, self.labels, self.base, self.versions, self.parts = pk, labels, base, versions, parts
+
+
 class TallyCollector:
     """Builds every ``onestop_*`` family at scrape time from the owned partitions' tallies."""
 
     def __init__(self, runtime: RuntimeView) -> None:
         self.runtime = runtime
+        self._blocks: dict[tuple[str, str], _UnitBlock] = {}
 
     def describe(self) -> list[Metric]:
         # Returning nothing keeps registration from calling collect() before the worker has any state.
@@ -209,12 +252,17 @@ class TallyCollector:
         yield from self._health_families(rt, now, periods)
 
     # -- figures ------------------------------------------------------------------------------------------------
-    def _group(self, books: list[TallyBook], pk: str) -> dict[str, dict[str, int]]:
-        units: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for book in books:
-            for (unit, metric), n in book.period(pk).items():
-                units[unit][metric] += n
-        return units
+    @staticmethod
+    def _counts(per_book: list[Mapping[str, Mapping[str, int]]], unit: str) -> Mapping[str, int]:
+        """A unit's counts summed over the books (the book's own mapping when only one has any: read only)."""
+        found = [units[unit] for units in per_book if unit in units]
+        if len(found) == 1:
+            return found[0]
+        total: dict[str, int] = {}
+        for counts in found:
+            for metric, n in counts.items():
+                total[metric] = total.get(metric, 0) + n
+        return total
 
     def _unit_labels(self, unit: str, cache: dict[str, list[str]]) -> list[str]:
         labels = cache.get(unit)
@@ -252,51 +300,29 @@ class TallyCollector:
         per_period = (received, completed, open_in_period, *plain.values(), *renamed.values(), numerator,
                       denominator, other)
 
+        blocks: dict[tuple[str, str], _UnitBlock] = {}
         for granularity, pk in periods.items():
-            for unit, counts in sorted(self._group(books, pk).items()):
-                base = LabelValues(p_labels, [*self._unit_labels(unit, info), granularity])
-                for family in per_period:
-                    family.use(base)
-                channels = {c: 0 for c in KNOWN_CHANNELS}
-                outcomes = {o: 0 for o in KNOWN_OUTCOMES}
-                opens = {s: 0 for s in KNOWN_OPEN}
-                plain_values = dict.fromkeys(PLAIN_KEYS, 0)
-                renamed_values = dict.fromkeys(RENAMED_KEYS, 0)
-                total_received = 0
-                for metric, n in counts.items():
-                    if metric == "received":
-                        total_received = n
-                    elif metric.startswith(CHANNEL_PREFIX):
-                        channels[metric[len(CHANNEL_PREFIX):]] = n
-                    elif metric.startswith(OUTCOME_PREFIX):
-                        outcomes[metric[len(OUTCOME_PREFIX):]] = n
-                    elif metric.startswith(OPEN_PREFIX):
-                        opens[metric[len(OPEN_PREFIX):]] = n
-                    elif metric in plain_values:
-                        plain_values[metric] = n
-                    elif metric in renamed_values:
-                        renamed_values[metric] = n
-                    else:
-                        other.add(n, metric)
-                # Keep sum(channel) == received even if a channel is missing from the breakdown.
-                unknown = total_received - sum(channels.values())
-                if unknown > 0:
-                    channels["unknown"] = unknown
-                for channel, n in channels.items():
-                    received.add(n, channel)
-                for outcome, n in outcomes.items():
-                    completed.add(n, outcome)
-                for state, n in opens.items():
-                    open_in_period.add(n, state)
-                for key, n in plain_values.items():
-                    plain[key].add(n)
-                for key, n in renamed_values.items():
-                    renamed[key].add(n)
-                for indicator, (num, den) in self._indicator_terms(counts).items():
-                    numerator.add(num, indicator)
-                    denominator.add(den, indicator)
+            per_book = [book.units(pk) for book in books]
+            for unit in sorted(set().union(*per_book)):
+                labels = (*self._unit_labels(unit, info), granularity)
+                versions = tuple([book.version(pk, unit) for book in books])
+                block = self._blocks.get((granularity, unit))
+                if block is not None and block.pk == pk and block.labels == labels and block.versions == versions:
+                    for family, (text, rows) in zip(per_period, block.parts):
+                        family.extend(text, rows)
+                    blocks[(granularity, unit)] = block
+                    continue
+                base = block.base if block is not None and block.labels == labels else LabelValues(p_labels, labels)
+                errors_before = rt.health.collector_errors
+                parts = self._write_unit(per_period, base, self._counts(per_book, unit),
+                                         block.parts if block is not None else [None] * len(per_period))
+                if rt.health.collector_errors == errors_before:  # a failed processor call is retried next scrape
+                    blocks[(granularity, unit)] = _UnitBlock(pk, labels, base, versions, parts)
+        self._blocks = blocks
 
-        for unit, counts in sorted(self._group(books, LIVE).items()):
+        live = [book.units(LIVE) for book in books]
+        for unit in sorted(set().union(*live)):
+            counts = self._counts(live, unit)
             base = self._unit_labels(unit, info)
             open_now.use(LabelValues(UNIT_LABELS, base))
             other.use(LabelValues(p_labels, [*base, LIVE]))
@@ -311,6 +337,45 @@ class TallyCollector:
 
         yield from (received, completed, open_now, open_in_period, *plain.values(), *renamed.values(),
                     numerator, denominator, other)
+
+    def _write_unit(self, per_period: tuple[TextGauge, ...], base: LabelValues, counts: Mapping[str, int],
+                    previous: list) -> list[tuple[str, Chunk]]:
+        """One unit's lines in one period, for every family of ``per_period`` in its order (``previous``: what
+        the unit wrote at the last scrape, per family, or None)."""
+        channels = {c: 0 for c in KNOWN_CHANNELS}
+        outcomes = {o: 0 for o in KNOWN_OUTCOMES}
+        opens = {s: 0 for s in KNOWN_OPEN}
+        plain_values = dict.fromkeys(PLAIN_KEYS, 0)
+        renamed_values = dict.fromkeys(RENAMED_KEYS, 0)
+        others: list[tuple[str | None, float]] = []
+        total_received = 0
+        for metric, n in counts.items():
+            if metric == "received":
+                total_received = n
+            elif metric.startswith(CHANNEL_PREFIX):
+                channels[metric[len(CHANNEL_PREFIX):]] = n
+            elif metric.startswith(OUTCOME_PREFIX):
+                outcomes[metric[len(OUTCOME_PREFIX):]] = n
+            elif metric.startswith(OPEN_PREFIX):
+                opens[metric[len(OPEN_PREFIX):]] = n
+            elif metric in plain_values:
+                plain_values[metric] = n
+            elif metric in renamed_values:
+                renamed_values[metric] = n
+            else:
+                others.append((metric, n))
+        # Keep sum(channel) == received even if a channel is missing from the breakdown.
+        unknown = total_received - sum(channels.values())
+        if unknown > 0:
+            channels["unknown"] = unknown
+        terms = self._indicator_terms(counts)
+        rows = [list(channels.items()), list(outcomes.items()), list(opens.items()),
+                *[[(None, v)] for v in plain_values.values()], *[[(None, v)] for v in renamed_values.values()],
+                [(indicator, num) for indicator, (num, _) in terms.items()],
+                [(indicator, den) for indicator, (_, den) in terms.items()],
+                others]
+        return [family.write(base, family_rows, before)
+                for family, family_rows, before in zip(per_period, rows, previous, strict=True)]
 
     def _indicator_terms(self, counts: Mapping[str, int]) -> Mapping[str, tuple[float, float]]:
         try:

@@ -4,9 +4,11 @@ exponent."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
@@ -85,3 +87,128 @@ def test_a_text_gauge_refuses_names_it_could_not_write_plainly() -> None:
                                    float("nan"), 1234567.0])
 def test_format_value_agrees_with_prometheus_client(value) -> None:
     assert format_value(value) == floatToGoString(value)
+
+
+# -- a scrape reuses the lines of units whose counts did not change -------------------------------------------------
+
+class _CountingProcessor(Processor):
+    """The product's processor, counting (and on request failing) the 766 terms a scrape asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terms_calls = 0
+        self.fail_terms = False
+
+    def indicator_terms(self, tallies):
+        self.terms_calls += 1
+        if self.fail_terms:
+            raise RuntimeError("catalogue unavailable")
+        return super().indicator_terms(tallies)
+
+
+class _Books:
+    """Several partitions' books, as a worker with four partitions has, and a clock that can cross a month."""
+
+    def __init__(self) -> None:
+        self.clock = FrozenClock(datetime.fromisoformat("2026-03-31T23:00:00+07:00"))
+        self.processor = _CountingProcessor()
+        self.health = PipelineHealth()
+        self.books = {p: TallyBook() for p in range(3)}
+
+    def tally_books(self) -> list[TallyBook]:
+        return list(self.books.values())
+
+    def stats(self) -> dict[str, float]:
+        return {"partitions": len(self.books)}
+
+
+UNITS = ["T99.U001", "T99.U002", "T99.U003", 'odd"unit']
+KEYS = ["received", "received_online", "ended_late", "open_overdue", "population", "on_time", "rated",
+        "processing_seconds_sum", "some_future_key"]
+_step = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 2), st.sampled_from(UNITS), st.sampled_from(KEYS),
+              st.booleans(), st.integers(-3, 5)),
+    st.tuples(st.just("label"), st.sampled_from(UNITS), st.sampled_from(["T99", "T98"]),
+              st.sampled_from(["commune", "agency", None])),
+    st.tuples(st.just("replace"), st.integers(0, 2)),
+    st.tuples(st.just("drop"), st.integers(0, 2)),
+    st.just(("next_month",)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=30))
+def test_a_long_lived_collector_writes_what_a_fresh_one_writes(steps) -> None:
+    rt = _Books()
+    kept = new_registry(rt, process_metrics=False)
+    for step in steps:
+        kind = step[0]
+        if kind == "add":
+            _, p, unit, key, live, n = step
+            if p not in rt.books:
+                rt.books[p] = TallyBook()
+            pk = LIVE if live else current_periods(rt.clock.now())["month"]
+            current = rt.books[p].as_dict().get((unit, pk, key), 0)
+            rt.books[p].add({(unit, pk, key): max(n, -current)})  # counts never go below zero
+        elif kind == "label":
+            rt.processor.unit_meta[step[1]] = {"province": step[2], "level": step[3]}
+        elif kind == "replace":  # a partition revoked and assigned again: a new book with the same counts
+            old = rt.books.pop(step[1], None)
+            rt.books[step[1]] = TallyBook()
+            if old is not None:
+                rt.books[step[1]].add(old.as_dict())
+        elif kind == "drop":
+            rt.books.pop(step[1], None)
+        else:
+            rt.clock.set(rt.clock.now() + timedelta(days=1))
+        got = render(kept)  # scraped after every step, so each change meets lines kept from the step before
+        assert got == render(new_registry(rt, process_metrics=False))
+    assert got == generate_latest(kept)
+
+
+def test_a_scrape_asks_for_the_766_terms_of_changed_units_only() -> None:
+    rt = _Books()
+    now = rt.clock.now()
+    for n, unit in enumerate(UNITS):
+        rt.books[n % 3].add({(unit, pk, key): n + 1 for pk in current_periods(now).values() for key in KEYS})
+    registry = new_registry(rt, process_metrics=False)
+    first = render(registry)
+    assert rt.processor.terms_calls == 3 * len(UNITS)  # every unit in month, quarter and year
+    assert render(registry) == first
+    assert rt.processor.terms_calls == 3 * len(UNITS)  # nothing changed, nothing asked again
+    rt.books[0].add({(UNITS[0], current_periods(now)["month"], "rated"): 1})
+    changed = render(registry)
+    assert rt.processor.terms_calls == 3 * len(UNITS) + 1
+    assert changed != first and changed == render(new_registry(rt, process_metrics=False))
+
+
+def test_a_failed_processor_call_is_asked_again_at_the_next_scrape() -> None:
+    rt = _Books()
+    now = rt.clock.now()
+    rt.books[0].add({(UNITS[0], current_periods(now)["month"], "received"): 2})
+    registry = new_registry(rt, process_metrics=False)
+    rt.processor.fail_terms = True
+    without = render(registry)
+    assert b"onestop_indicator_numerator{" not in without and rt.health.collector_errors == 1
+    rt.processor.fail_terms = False
+    with_terms = render(registry)
+    assert b"onestop_indicator_numerator{" in with_terms and rt.health.collector_errors == 1
+
+
+def test_a_unit_is_written_again_when_a_count_falls_to_zero_or_its_period_turns() -> None:
+    rt = _Books()
+    march = current_periods(rt.clock.now())["month"]
+    april = current_periods(rt.clock.now() + timedelta(days=1))["month"]
+    unit = UNITS[0]
+    # One delta for two months, as a dossier carried over into the next period gives: the same change version.
+    rt.books[0].add({(unit, march, "received"): 2, (unit, march, "rated"): 1, (unit, april, "received"): 7})
+    registry = new_registry(rt, process_metrics=False)
+    render(registry)
+    rt.books[0].add({(unit, march, "rated"): -1})  # the unit still has counts, one fewer key
+    assert b'onestop_dossiers_rated{level="",period="month",province="",unit="T99.U001"} 0.0' in render(registry)
+    rt.books[1].add({(UNITS[1], march, "received"): 3, (UNITS[1], april, "received"): 5})
+    render(registry)
+    rt.clock.set(rt.clock.now() + timedelta(days=1))
+    assert render(registry) == render(new_registry(rt, process_metrics=False))
+    assert b'onestop_dossiers_received{channel="unknown",level="",period="month",province="",unit="T99.U002"} 5.0' \
+        in render(registry)
