@@ -130,25 +130,30 @@ class DeadlineSchedule:
 
     A min-heap of ``(when, dossier_code)`` with lazy deletion: rescheduling a dossier only records the new time,
     and stale heap entries are skipped when popped. That keeps every event O(log n) even when each event moves
-    its dossier's next check.
+    its dossier's next check. The heap is rebuilt from the live entries once the stale ones outnumber them (plus
+    ``stale_slack``): a stale entry costs ~110 bytes, and an open dossier ~220 bytes in all, so allowing three
+    stale entries per dossier, as before, let a schedule grow to ~560 bytes per open dossier
+    (``bench/schedule_memory.py``). The rebuild is O(n) once per n reschedules.
     """
 
-    __slots__ = ("evaluated_at", "_heap", "_when")
+    __slots__ = ("evaluated_at", "stale_slack", "_heap", "_when")
 
-    def __init__(self, evaluated_at: datetime) -> None:
+    def __init__(self, evaluated_at: datetime, stale_slack: int = 1024) -> None:
         self.evaluated_at = evaluated_at
+        self.stale_slack = stale_slack
         self._heap: list[tuple[datetime, str]] = []
         self._when: dict[str, datetime] = {}
 
     def schedule(self, code: str, when: datetime | None) -> None:
         if when is None:
-            self._when.pop(code, None)
+            if self._when.pop(code, None) is None:
+                return
+        elif self._when.get(code) == when:
             return
-        if self._when.get(code) == when:
-            return
-        self._when[code] = when
-        heapq.heappush(self._heap, (when, code))
-        if len(self._heap) > 4 * len(self._when) + 1024:
+        else:
+            self._when[code] = when
+            heapq.heappush(self._heap, (when, code))
+        if len(self._heap) > 2 * len(self._when) + self.stale_slack:  # also when dossiers end, not only move
             self._compact()
 
     def pop_due(self, now: datetime) -> list[str]:
