@@ -27,14 +27,12 @@ from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from handle_cost import subject  # noqa: E402  (the dossier code of a raw CloudEvent line, as handle_cost reads it)
+
 END = "2026-03-10T16:00:00+07:00"
 BOOKS = 4
-
-
-def subject(line: bytes) -> str | None:
-    if b'"subject":"' not in line:
-        return None
-    return line.split(b'"subject":"', 1)[1].split(b'"', 1)[0].decode()
 
 
 def main() -> int:
