@@ -107,7 +107,7 @@ class _CountingProcessor(Processor):
 
 
 class _Books:
-    """Several partitions' books, as a worker with four partitions has, and a clock that can cross a month."""
+    """Three partitions' books, as a worker owning several partitions holds them, and a clock that can cross a month."""
 
     def __init__(self) -> None:
         self.clock = FrozenClock(datetime.fromisoformat("2026-03-31T23:00:00+07:00"))
