@@ -226,11 +226,11 @@ class _UnitBlock:
     are written again.
     """
 
-    __slots__ = ("pk", "labels", "base", "versions", "parts")
+    __slots__ = ("pk", "base", "versions", "parts")
 
-    def __init__(self, pk: str, labels: tuple[str, ...], base: LabelValues, versions: tuple[int | None, ...],
+    def __init__(self, pk: str, base: LabelValues, versions: tuple[int | None, ...],
                  parts: list[tuple[str, Chunk]]) -> None:
-        self.pk, self.labels, self.base, self.versions, self.parts = pk, labels, base, versions, parts
+        self.pk, self.base, self.versions, self.parts = pk, base, versions, parts
 
 
 class TallyCollector:
@@ -307,17 +307,17 @@ class TallyCollector:
                 labels = (*self._unit_labels(unit, info), granularity)
                 versions = tuple([book.version(pk, unit) for book in books])
                 block = self._blocks.get((granularity, unit))
-                if block is not None and block.pk == pk and block.labels == labels and block.versions == versions:
+                if block is not None and block.pk == pk and block.base.values == labels and block.versions == versions:
                     for family, (text, rows) in zip(per_period, block.parts):
                         family.extend(text, rows)
                     blocks[(granularity, unit)] = block
                     continue
-                base = block.base if block is not None and block.labels == labels else LabelValues(p_labels, labels)
+                base = block.base if block is not None and block.base.values == labels else LabelValues(p_labels, labels)
                 errors_before = rt.health.collector_errors
                 parts = self._write_unit(per_period, base, self._counts(per_book, unit),
                                          block.parts if block is not None else [None] * len(per_period))
                 if rt.health.collector_errors == errors_before:  # a failed processor call is retried next scrape
-                    blocks[(granularity, unit)] = _UnitBlock(pk, labels, base, versions, parts)
+                    blocks[(granularity, unit)] = _UnitBlock(pk, base, versions, parts)
         self._blocks = blocks
 
         live = [book.units(LIVE) for book in books]
