@@ -212,3 +212,14 @@ def test_a_unit_is_written_again_when_a_count_falls_to_zero_or_its_period_turns(
     assert render(registry) == render(new_registry(rt, process_metrics=False))
     assert b'onestop_dossiers_received{channel="unknown",level="",period="month",province="",unit="T99.U002"} 5.0' \
         in render(registry)
+
+
+def test_a_unit_is_written_again_when_its_labels_are_learnt() -> None:
+    rt = _Books()
+    rt.books[0].add({(UNITS[0], current_periods(rt.clock.now())["month"], "received"): 2})
+    registry = new_registry(rt, process_metrics=False)
+    assert b'province=""' in render(registry)
+    rt.processor.unit_meta[UNITS[0]] = {"province": "T99", "level": "commune"}  # learnt from a later event
+    relabelled = render(registry)
+    assert b'province=""' not in relabelled and b'level="commune",period="month",province="T99"' in relabelled
+    assert relabelled == render(new_registry(rt, process_metrics=False))
