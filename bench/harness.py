@@ -241,7 +241,9 @@ class Worker:
     def start(self) -> "Worker":
         env = {"ONESTOP_TOPIC_PREFIX": self.prefix, "ONESTOP_APP_ID": self.app_id or self.prefix + "app",
                "ONESTOP_PARTITIONS": str(PARTITIONS), "ONESTOP_CLOCK_FILE": str(self.clock_file),
-               "ONESTOP_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "warn"), "ONESTOP_SESSION_TIMEOUT": "6", "ONESTOP_LOOP": "uvloop",
+               "ONESTOP_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "warn"),
+               # 6 s finds a killed worker quickly; a 1 M run needs more, as the broker stalls on its snapshots.
+               "ONESTOP_SESSION_TIMEOUT": os.environ.get("BENCH_SESSION_TIMEOUT", "6"), "ONESTOP_LOOP": "uvloop",
                "PYTHONPATH": str(REPO)}
         self.child = Child([PY, "-m", "streams.worker", "--broker", self.bootstrap, "--web-port", str(self.port),
                             "--data-dir", str(self.data_dir)], env, self.log_path)
