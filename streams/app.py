@@ -1,7 +1,8 @@
 """The Faust application: dossier table, the agent on the events topic, the deadline timer and rebalance hooks.
 
 The domain logic lives behind the processor interface (streams.processor); this module only moves bytes
-between Kafka, the changelog-backed table and the derived in-memory state (tallies and deadline schedules).
+between Kafka, the changelog-backed table and the derived state (tallies in memory; deadline schedules in scratch
+RocksDB databases with the RocksDB store, in memory with the memory store).
 
 Tallies are never persisted. On every assignment they are rebuilt from the recovered table, and dropped on
 revocation, so a restart or a rebalance cannot double-count: the table is the one source of truth.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -41,6 +43,7 @@ from .repairs import (install_closed_transport_repair, install_complete_buffer_f
 from .pacing import install_empty_fetch_pause
 from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
+from .stored_schedule import StoredSchedule, clear_abandoned, schedule_path
 
 __all__ = ["build_app", "Runtime", "PartitionState"]
 
@@ -69,6 +72,9 @@ DLQ_MAX_KEY_BYTES = 1024
 #: and how often its confirmed entries are released: a crash repairs at most this many seconds of writes, plus
 #: whatever the producer had not sent.
 JOURNAL_DIR = "write-journal"
+#: Where the partitions' deadline schedules live in the data directory (streams.stored_schedule): scratch
+#: databases, rebuilt from the table with the partition, never read back after a restart.
+SCHEDULE_DIR = "schedules"
 JOURNAL_CHECKPOINT_SECONDS = float(os.environ.get("ONESTOP_JOURNAL_CHECKPOINT_SECONDS", "5"))
 #: Rebuilt dossiers whose unannounced alerts one clock tick announces, per partition, after the tick's own
 #: deadlines: ~0.3 ms each (evaluation and send), so a restart's backlog never holds a new alert for long.
@@ -80,10 +86,11 @@ class PartitionState:
 
     __slots__ = ("partition", "tallies", "schedule", "keys", "dossiers", "held", "unannounced")
 
-    def __init__(self, partition: int, now: datetime, track_keys: bool) -> None:
+    def __init__(self, partition: int, now: datetime, track_keys: bool, schedule: Any = None) -> None:
         self.partition = partition
         self.tallies = TallyBook()
-        self.schedule = DeadlineSchedule(now)
+        # A DeadlineSchedule, or a StoredSchedule (same methods) that the runtime closes with the partition.
+        self.schedule = DeadlineSchedule(now) if schedule is None else schedule
         # Only the in-memory store needs our own key index (it does not record which partition a key written
         # by the agent belongs to); RocksDB keeps one database per partition, which we scan directly.
         self.keys: set[str] | None = set() if track_keys else None
@@ -96,7 +103,8 @@ class PartitionState:
         """One stored dossier into a partition being rebuilt (its tallies are summed by ``rebuild``)."""
         held, check, unannounced = rebuild.add(stored)
         self.held += held
-        self.schedule.schedule(code, check)
+        if check is not None:  # a rebuild starts from an empty schedule: nothing to unschedule
+            self.schedule.schedule(code, check)
         if unannounced:
             self.unannounced.append(code)
 
@@ -150,6 +158,13 @@ class Runtime:
         self.dlq_topic: Any = None
         self.alerts_topic: Any = None
         self._track_keys = settings.store == "memory"
+        # Open dossiers' next checks off the Python heap (streams.stored_schedule) when the table is in RocksDB.
+        self.schedule_dir: Any = None
+        if settings.store == "rocksdb" and settings.schedule_store == "rocksdb":
+            self.schedule_dir = settings.data_dir / SCHEDULE_DIR
+            for path in clear_abandoned(self.schedule_dir):
+                log.info("removed the deadline schedule %s of a process that is gone", path.name)
+        self._schedule_serial = itertools.count(1)
         # Dossiers written locally whose changelog records may not be on the broker yet (streams.journal); only a
         # store that outlives the process needs it. ``hold_changelog`` is the test endpoint's simulated crash
         # window: states are written locally, their changelog records are kept back and the journal not released.
@@ -314,7 +329,22 @@ class Runtime:
         if forget is not None:
             # Per-dossier memory in the processor (announced alerts) belongs to the new owner now.
             forget(set(state.schedule.codes()) | (state.keys or set()) | set(state.unannounced))
+        self._release(state)
         log.info("partition %s revoked: tallies and deadline schedule dropped", partition)
+
+    def _new_state(self, partition: int, now: datetime) -> PartitionState:
+        schedule = None
+        if self.schedule_dir is not None:
+            path = schedule_path(self.schedule_dir, partition, next(self._schedule_serial))
+            schedule = StoredSchedule(now, path)
+        return PartitionState(partition, now, self._track_keys, schedule)
+
+    @staticmethod
+    def _release(state: PartitionState) -> None:
+        """Close a partition state's stored schedule (deleting its database); it is never used again."""
+        close = getattr(state.schedule, "close", None)
+        if close is not None:
+            close()
 
     def on_revoked(self) -> None:
         self.ready = False
@@ -357,8 +387,11 @@ class Runtime:
             return
         for p in sorted((owned - set(self.partitions)) | stale):
             old = self.partitions.pop(p, None)  # never serve or update tallies of the table's former content
+            if old is not None:
+                self._release(old)
             state = await self._rebuild(p, keys=old.keys if old is not None else None)
             if generation != self.generation:
+                self._release(state)
                 self._restoring |= stale  # the next recovery redoes it
                 log.info("rebalanced during rebuild of partition %s; the next recovery redoes it", p)
                 return
@@ -415,7 +448,7 @@ class Runtime:
 
     async def _rebuild(self, partition: int, keys: set[str] | None = None) -> PartitionState:
         now = self.now()
-        state = PartitionState(partition, now, self._track_keys)
+        state = self._new_state(partition, now)
         if keys and state.keys is not None:  # memory store: keys written here are not in its recovery index
             state.keys |= keys
         rebuild, n = self.processor.rebuilder(now), 0

@@ -160,11 +160,9 @@ class ReferenceFollower(threading.Thread):
 def rebuild_partition(runtime: Any, partition: int) -> None:
     """Recompute one owned partition's tallies and schedule from its table, without yielding to the event loop:
     an event processed half-way through would be counted in neither or both of the old and new tallies."""
-    from .app import PartitionState
-
     old = runtime.partitions[partition]
     now = runtime.now()
-    new = PartitionState(partition, now, old.keys is not None)
+    new = runtime._new_state(partition, now)
     if old.keys is not None:
         new.keys = set(old.keys)
     rebuild, n = runtime.processor.rebuilder(now), 0
@@ -174,6 +172,7 @@ def rebuild_partition(runtime: Any, partition: int) -> None:
     new.tallies.add(rebuild.tallies())
     new.dossiers = n
     runtime.partitions[partition] = new
+    runtime._release(old)
 
 
 def attach_reference(app: Any, runtime: Any, settings: Any, client_config: dict | None = None) -> ReferenceFollower:

@@ -1,0 +1,197 @@
+"""A partition's deadline schedule kept in a RocksDB database instead of Python objects.
+
+Every open dossier has a next check, and a ``DeadlineSchedule`` pays ~215 bytes of Python objects for it (its code,
+a datetime, a heap tuple and a dict entry) and up to ~440 with the stale entries its lazy deletion allows
+(``bench/schedule_memory.py``). With a million open dossiers that alone exceeds the memory goal of 300 bytes per
+dossier (docs/benchmarks.md). ``StoredSchedule`` has the same methods and keeps the entries on disk:
+
+- ``t`` + the check's instant (8 bytes, big-endian microseconds since the epoch) + the code: RocksDB's key order is
+  the order checks fall due in, so ``pop_due`` is one forward scan from the start;
+- ``c`` + the code -> the instant: the entry to delete when a dossier is rescheduled or ends.
+
+The database is scratch space, not state: the worker rebuilds a partition's schedule from its dossier table
+whenever it takes the partition, so a schedule starts empty, writes without a write-ahead log, and is deleted when
+it is closed (or, after a crash, when the next worker starts; see ``clear_abandoned``). Python keeps only a count
+and a lower bound of the earliest check, which lets ``pop_due`` answer "nothing due" without touching RocksDB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import rocksdict
+
+__all__ = ["StoredSchedule", "clear_abandoned", "schedule_path"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MICROSECOND = timedelta(microseconds=1)
+_INSTANT = struct.Struct(">Q")
+_NEVER = 1 << 64  # above every packed instant: "no entry"
+
+# One cache for every schedule of the process: their reads are few (a get per reschedule, a scan per pop), and
+# RocksDB would otherwise give each database its own 8 MiB block cache by default.
+_shared_cache: rocksdict.Cache | None = None
+
+
+def _options(write_buffer_mib: int) -> rocksdict.Options:
+    global _shared_cache
+    if _shared_cache is None:
+        _shared_cache = rocksdict.Cache(4 * 2**20)
+    options = rocksdict.Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(write_buffer_mib * 2**20)
+    options.set_max_write_buffer_number(2)
+    options.set_max_open_files(64)
+    table = rocksdict.BlockBasedOptions()
+    table.set_block_cache(_shared_cache)
+    options.set_block_based_table_factory(table)
+    return options
+
+
+def _unpack(raw: bytes) -> datetime:
+    return EPOCH + timedelta(microseconds=_INSTANT.unpack(raw)[0])
+
+
+def schedule_path(root: Path, partition: int, serial: int) -> Path:
+    """A new schedule's directory, named after this process so that another one never removes it."""
+    return Path(root) / f"{os.getpid()}-p{partition}-{serial}"
+
+
+def clear_abandoned(root: Path) -> list[Path]:
+    """Remove the schedules of processes that are gone (crashed, or stopped without closing them).
+
+    A live process's schedules are left alone, so a second worker started on the same data directory by mistake
+    cannot delete the first one's databases from under it (it fails on the table's RocksDB lock instead).
+    """
+    removed: list[Path] = []
+    for entry in Path(root).glob("*-p*-*"):
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class StoredSchedule:
+    """The methods of ``streams.clock.DeadlineSchedule``, with the entries in a scratch RocksDB database at ``path``.
+
+    Instants come back in UTC; they are the same instants that were scheduled.
+    """
+
+    __slots__ = ("evaluated_at", "path", "_db", "_count", "_floor")
+
+    def __init__(self, evaluated_at: datetime, path: Path, write_buffer_mib: int = 4) -> None:
+        self.evaluated_at = evaluated_at
+        self.path = Path(path)
+        shutil.rmtree(self.path, ignore_errors=True)  # scratch: never read a previous process's entries
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = rocksdict.Rdict(str(self.path), options=_options(write_buffer_mib))
+        writes = rocksdict.WriteOptions()
+        writes.disable_wal = True
+        self._db.set_write_options(writes)
+        self._count = 0
+        self._floor = _NEVER  # no entry is earlier than this (packed as an int)
+
+    def schedule(self, code: str, when: datetime | None) -> None:
+        db = self._db
+        name = code.encode()
+        ref = b"c" + name
+        old = db.get(ref)
+        if when is None:
+            if old is None:
+                return
+            db.delete(b"t" + old + name)
+            db.delete(ref)
+            self._count -= 1
+            return
+        at = (when - EPOCH) // MICROSECOND
+        new = _INSTANT.pack(at)
+        if old == new:
+            return
+        if old is None:
+            self._count += 1
+        else:
+            db.delete(b"t" + old + name)
+        db.put(b"t" + new + name, b"")
+        db.put(ref, new)
+        if at < self._floor:
+            self._floor = at
+
+    def pop_due(self, now: datetime) -> list[str]:
+        """Codes whose check is at or before ``now``, earliest first; each is unscheduled."""
+        limit = (now - EPOCH) // MICROSECOND
+        if limit < self._floor:
+            return []
+        db = self._db
+        due: list[tuple[bytes, bytes]] = []
+        it = db.iter()
+        it.seek(b"t")
+        floor = _NEVER
+        while it.valid():
+            key = it.key()
+            if key[:1] != b"t":
+                break
+            at = _INSTANT.unpack(key[1:9])[0]
+            if at > limit:
+                floor = at
+                break
+            due.append((key, key[9:]))
+            it.next()
+        del it
+        for key, name in due:
+            db.delete(key)
+            db.delete(b"c" + name)
+        self._count -= len(due)
+        self._floor = floor
+        return [name.decode() for _, name in due]
+
+    def next_due(self) -> datetime | None:
+        it = self._db.iter()
+        it.seek(b"t")
+        if not it.valid() or it.key()[:1] != b"t":
+            self._floor = _NEVER
+            return None
+        raw = it.key()[1:9]
+        self._floor = _INSTANT.unpack(raw)[0]
+        return _unpack(raw)
+
+    def codes(self) -> list[str]:
+        out: list[str] = []
+        it = self._db.iter()
+        it.seek(b"c")
+        while it.valid():
+            key = it.key()
+            if key[:1] != b"c":
+                break
+            out.append(key[1:].decode())
+            it.next()
+        return out
+
+    def scheduled_at(self, code: str) -> datetime | None:
+        raw = self._db.get(b"c" + code.encode())
+        return None if raw is None else _unpack(raw)
+
+    def close(self) -> None:
+        """Close and delete the database; the schedule must not be used afterwards."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def __len__(self) -> int:
+        return self._count

@@ -1,0 +1,160 @@
+"""The deadline schedule kept in RocksDB (streams/stored_schedule.py) behaves as the in-memory one: whatever sequence
+of reschedules, cancellations and pops, both pop what a plain dictionary of next checks says is due, earliest first,
+and report the same next check, size and scheduled instants. Its database is scratch space: a new schedule starts
+empty even where a crashed process left one, and closing it removes it."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.calendar import TZ
+from streams.clock import DeadlineSchedule
+import os
+import subprocess
+import sys
+
+from streams.stored_schedule import StoredSchedule, clear_abandoned, schedule_path
+
+START = datetime(2026, 3, 10, 16, tzinfo=TZ)
+CODES = [f"G22.001-251201-{n:06d}" for n in range(6)] + ["Đ.01-ü", "A", "AB"]  # prefixes of one another too
+
+_op = st.one_of(
+    st.tuples(st.just("schedule"), st.sampled_from(CODES), st.none() | st.integers(0, 50), st.integers(0, 999_999)),
+    st.tuples(st.just("advance"), st.integers(0, 20)),
+    st.tuples(st.just("next_due")),
+)
+_paths = itertools.count()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_op, max_size=60))
+def test_the_stored_schedule_pops_what_a_dictionary_of_next_checks_says_is_due(tmp_path: Path, ops) -> None:
+    stored = StoredSchedule(START, tmp_path / f"s{next(_paths)}")
+    heap = DeadlineSchedule(START, stale_slack=2)
+    model: dict[str, datetime] = {}
+    now = START
+    try:
+        for op in ops:
+            if op[0] == "schedule":
+                _, code, minutes, micros = op
+                when = None if minutes is None else START + timedelta(minutes=minutes, microseconds=micros)
+                stored.schedule(code, when)
+                heap.schedule(code, when)
+                if when is None:
+                    model.pop(code, None)
+                else:
+                    model[code] = when
+            elif op[0] == "advance":
+                now += timedelta(minutes=op[1])
+                due = sorted((when, code.encode()) for code, when in model.items() if when <= now)
+                expected = [code.decode() for _, code in due]
+                assert stored.pop_due(now) == expected
+                assert sorted(heap.pop_due(now)) == sorted(expected)
+                for code in expected:
+                    del model[code]
+            else:
+                assert stored.next_due() == heap.next_due() == min(model.values(), default=None)
+            assert len(stored) == len(heap) == len(model)
+            assert {c: stored.scheduled_at(c) for c in CODES} == {c: model.get(c) for c in CODES}
+            assert sorted(stored.codes()) == sorted(model)
+    finally:
+        stored.close()
+
+
+def test_nothing_is_due_before_the_earliest_check_even_after_it_moved_later(tmp_path: Path) -> None:
+    schedule = StoredSchedule(START, tmp_path / "s")
+    schedule.schedule("a", START + timedelta(hours=1))
+    schedule.schedule("b", START + timedelta(hours=3))
+    schedule.schedule("a", START + timedelta(hours=5))  # the earliest check moved after b's
+    assert schedule.pop_due(START + timedelta(hours=2)) == []
+    assert schedule.pop_due(START + timedelta(hours=4)) == ["b"]
+    schedule.schedule("c", START + timedelta(minutes=1))  # earlier than anything popped so far
+    assert schedule.pop_due(START + timedelta(minutes=2)) == ["c"]
+    assert schedule.pop_due(START + timedelta(hours=5)) == ["a"]
+    assert len(schedule) == 0 and schedule.next_due() is None
+    schedule.close()
+
+
+def test_instants_come_back_exactly_whatever_their_offset(tmp_path: Path) -> None:
+    schedule = StoredSchedule(START, tmp_path / "s")
+    when = datetime(2026, 3, 10, 9, 30, 1, 123456, tzinfo=timezone(timedelta(hours=7)))
+    schedule.schedule("a", when)
+    assert schedule.scheduled_at("a") == when and schedule.next_due() == when
+    assert schedule.pop_due(when - timedelta(microseconds=1)) == []
+    assert schedule.pop_due(when) == ["a"]
+    schedule.close()
+
+
+def test_a_schedule_starts_empty_where_a_crashed_process_left_one_and_closing_removes_it(tmp_path: Path) -> None:
+    path = schedule_path(tmp_path / "schedules", 0, 1)
+    left = StoredSchedule(START, path)
+    left.schedule("a", START)
+    left._db.close()  # the process died: the database stays on disk, never closed by the schedule
+    again = StoredSchedule(START, path)
+    assert len(again) == 0 and again.codes() == [] and again.pop_due(START + timedelta(days=1)) == []
+    again.close()
+    assert not path.exists()
+    again.close()  # twice is harmless
+
+
+def test_only_the_schedules_of_processes_that_are_gone_are_cleared(tmp_path: Path) -> None:
+    root = tmp_path / "schedules"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead = root / f"{int(gone.stdout)}-p0-1"
+    mine = StoredSchedule(START, schedule_path(root, 1, 2))
+    mine.schedule("a", START)
+    parent = root / f"{os.getppid()}-p2-3"  # a live process that is not this one
+    for path in (dead, parent):
+        path.mkdir(parents=True)
+    assert clear_abandoned(root) == [dead]
+    assert not dead.exists() and parent.exists() and mine.pop_due(START) == ["a"]
+    mine.close()
+
+
+@pytest.mark.parametrize("moves", [1, 5])
+def test_many_dossiers_rescheduled_many_times_pop_in_time_order(tmp_path: Path, moves: int) -> None:
+    schedule = StoredSchedule(START, tmp_path / "s")
+    codes = [f"G22.{n % 120:03d}-251201-{n:06d}" for n in range(3_000)]
+    for move in range(moves):
+        for i, code in enumerate(reversed(codes)):
+            schedule.schedule(code, START + timedelta(seconds=37 * (len(codes) - 1 - i) + move))
+    assert len(schedule) == len(codes)
+    assert schedule.pop_due(START + timedelta(days=30)) == codes
+    assert len(schedule) == 0 and schedule.codes() == []
+    schedule.close()
+
+
+def test_the_runtime_keeps_schedules_in_rocksdb_and_closes_them_with_their_partition(tmp_path: Path) -> None:
+    from streams.app import Runtime
+    from streams.clock import FrozenClock
+    from streams.processor import Processor
+    from streams.settings import WorkerSettings
+
+    root = tmp_path / "schedules"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (root / f"{int(gone.stdout)}-p0-7").mkdir(parents=True)  # left by a worker that crashed
+    runtime = Runtime(WorkerSettings(data_dir=tmp_path, partitions=2), Processor(), FrozenClock(START))
+    assert list(root.iterdir()) == []
+    for p in (0, 1):
+        runtime.partitions[p] = runtime._new_state(p, START)
+        runtime.partitions[p].schedule.schedule(f"D{p}", START)
+    assert isinstance(runtime.partitions[0].schedule, StoredSchedule) and len(list(root.iterdir())) == 2
+    runtime.on_assigned({1})  # partition 0 went to another worker
+    assert [path.name.split("-")[1] for path in root.iterdir()] == ["p1"]
+    assert runtime.partitions[1].schedule.pop_due(START) == ["D1"]
+    runtime.on_assigned(set())
+    assert list(root.iterdir()) == []
+    in_memory = Runtime(WorkerSettings(data_dir=tmp_path, store="memory"), Processor(), FrozenClock(START))
+    assert isinstance(in_memory._new_state(0, START).schedule, DeadlineSchedule)
+    chosen = Runtime(WorkerSettings(data_dir=tmp_path, schedule_store="memory"), Processor(), FrozenClock(START))
+    assert isinstance(chosen._new_state(0, START).schedule, DeadlineSchedule)
+    with pytest.raises(ValueError, match="schedule_store"):
+        WorkerSettings(schedule_store="disk")
