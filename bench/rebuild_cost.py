@@ -2,11 +2,12 @@
 """Per-dossier cost of rebuilding a partition's tallies and deadline schedule, in-process, with no broker.
 
 A restart, a rebalance or a new calendar makes the worker visit every dossier it holds: a ``Processor.rebuilder``
-fed the stored bytes, the next checks into a ``DeadlineSchedule``, the summed tallies into a ``TallyBook``
-(``Runtime._rebuild`` without the RocksDB scan). At a million dossiers this loop is most of the time from
-``kill -9`` to exact figures once the local tables are kept (docs/reliability.md 4.14), so it is measured alone.
+fed the stored bytes, the next checks into the deadline schedule (a ``StoredSchedule`` database, as the worker
+keeps it, or with ``--schedule-store memory`` a ``DeadlineSchedule``), the summed tallies into a ``TallyBook``
+(``Runtime._rebuild`` without the RocksDB scan of the table). At a million dossiers this loop is most of the time
+from ``kill -9`` to exact figures once the local tables are kept (docs/reliability.md 4.14), so it is measured alone.
 
-    bench/rebuild_cost.py FILE [--events N] [--repeats 3]
+    bench/rebuild_cost.py FILE [--events N] [--repeats 3] [--schedule-store memory]
 
 FILE is an event log (``onestop simulate`` output; bench/run writes ``var/bench/events-1m.jsonl``). The states
 come from ``onestop score``'s replay of its first N events, ``now`` at the end of the data set. Prints the median
@@ -23,6 +24,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from itertools import islice
@@ -34,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 from models.dossier import encode_state, evaluate, pack_settled  # noqa: E402
 from models.figures import iter_lines, replay  # noqa: E402
 from streams.clock import DeadlineSchedule  # noqa: E402
+from streams.settings import WorkerSettings  # noqa: E402
+from streams.stored_schedule import StoredSchedule  # noqa: E402
 from streams.metrics import TallyBook  # noqa: E402
 from models.tally import settled_of, settled_stamp  # noqa: E402
 from streams.processor import Processor  # noqa: E402
@@ -41,7 +45,7 @@ from streams.processor import Processor  # noqa: E402
 END = "2026-03-10T16:00:00+07:00"
 
 
-def once(file: str, events: int, settled: bool) -> None:
+def once(file: str, events: int, settled: bool, schedule_store: str) -> None:
     """One rebuild in this process, with the calendar and period memos cold, as in a restarted worker."""
     now = datetime.fromisoformat(END)
     processor = Processor()
@@ -60,7 +64,9 @@ def once(file: str, events: int, settled: bool) -> None:
     for memo in _memos():
         if memo is not settled_stamp:
             memo.cache_clear()  # the replay above filled them; a restarted worker starts without
-    book, schedule, held = TallyBook(), DeadlineSchedule(now), 0
+    scratch = tempfile.TemporaryDirectory(prefix="rebuild-cost-")
+    schedule = StoredSchedule(now, Path(scratch.name) / "s") if schedule_store == "rocksdb" else DeadlineSchedule(now)
+    book, held = TallyBook(), 0
     started = time.perf_counter()
     # The catch-up window reaches back from ``now``; dossiers that ended in it are evaluated as the worker would.
     rebuild = processor.rebuilder(now)
@@ -72,7 +78,8 @@ def once(file: str, events: int, settled: bool) -> None:
         if rebuild.settled != counted:
             in_settled += clock() - t0
         held += is_held
-        schedule.schedule(code, check)
+        if check is not None:  # as PartitionState.count_restored
+            schedule.schedule(code, check)
     book.add(rebuild.tallies())
     seconds = time.perf_counter() - started
     evaluated = len(stored) - rebuild.settled
@@ -82,6 +89,9 @@ def once(file: str, events: int, settled: bool) -> None:
                       "us_settled": in_settled / rebuild.settled * 1e6 if rebuild.settled else None,
                       "us_others": (seconds - in_settled) / evaluated * 1e6 if evaluated else None,
                       "scheduled": len(schedule), "held": held, "digest": digest}))
+    if isinstance(schedule, StoredSchedule):
+        schedule.close()
+    scratch.cleanup()
 
 
 def _memos() -> list:
@@ -97,15 +107,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--without-settled", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--schedule-store", choices=("rocksdb", "memory"), default=WorkerSettings().schedule_store,
+                    help="where the deadline schedule is rebuilt (default: the worker's)")
     args = ap.parse_args()
     if args.once:
-        once(args.file, args.events, not args.without_settled)
+        once(args.file, args.events, not args.without_settled, args.schedule_store)
         return
     digests = set()
     for label, flag in (("stored as the worker stores them", []), ("without settled rows", ["--without-settled"])):
         runs = []
         for _ in range(args.repeats):  # one process per run: nothing warm from the previous one
-            out = subprocess.run([sys.executable, __file__, args.file, "--events", str(args.events), "--once", *flag],
+            out = subprocess.run([sys.executable, __file__, args.file, "--events", str(args.events), "--once",
+                                  "--schedule-store", args.schedule_store, *flag],
                                  capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout))
         us = [r["us"] for r in runs]

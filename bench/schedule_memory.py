@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Bytes one open dossier costs in a partition's deadline schedule (``streams.clock.DeadlineSchedule``).
+"""Bytes one open dossier costs in a partition's in-memory deadline schedule (``streams.clock.DeadlineSchedule``).
 
 The memory goal (docs/benchmarks.md) is 300 bytes of RSS per tracked dossier; the dossier states live in RocksDB,
-but every open dossier's next check is a Python heap entry and a dict entry keyed by its code, and this is the
-part of RSS that grows with the open dossiers. Measured with tracemalloc on ``--entries`` dossiers with codes of
-the simulator's length, once freshly scheduled and once after every dossier was rescheduled ``--moves`` times
-(stale heap entries wait for the next compaction, at four times the live entries).
+but in this schedule every open dossier's next check is a Python heap entry and a dict entry keyed by its code.
+That is why the worker keeps the schedule in RocksDB (``streams.stored_schedule``; ``bench/state_memory.py``
+measures both) whenever its table is there; the memory store still uses this one. Measured with tracemalloc on
+``--entries`` dossiers with codes of the simulator's length, once freshly scheduled and once after every dossier was
+rescheduled ``--moves`` times (stale heap entries wait for the next compaction, at twice the live entries).
 
     bench/schedule_memory.py
     bench/schedule_memory.py --entries 1000000
