@@ -95,7 +95,7 @@ class StoredSchedule:
 
     __slots__ = ("evaluated_at", "path", "_db", "_count", "_floor")
 
-    def __init__(self, evaluated_at: datetime, path: Path, write_buffer_mib: int = 4) -> None:
+    def __init__(self, evaluated_at: datetime, path: Path, write_buffer_mib: int = 2) -> None:
         self.evaluated_at = evaluated_at
         self.path = Path(path)
         shutil.rmtree(self.path, ignore_errors=True)  # scratch: never read a previous process's entries
@@ -140,7 +140,9 @@ class StoredSchedule:
         db = self._db
         due: list[tuple[bytes, bytes]] = []
         it = db.iter()
-        it.seek(b"t")
+        # From the lower bound, not from the first key: the entries popped before are deletion markers until
+        # RocksDB compacts them, and a scan from the start would step over every one of them on every pop.
+        it.seek(b"t" + _INSTANT.pack(self._floor))
         floor = _NEVER
         while it.valid():
             key = it.key()
@@ -161,8 +163,10 @@ class StoredSchedule:
         return [name.decode() for _, name in due]
 
     def next_due(self) -> datetime | None:
+        if self._floor == _NEVER:  # nothing was scheduled since the schedule was last found empty
+            return None
         it = self._db.iter()
-        it.seek(b"t")
+        it.seek(b"t" + _INSTANT.pack(self._floor))
         if not it.valid() or it.key()[:1] != b"t":
             self._floor = _NEVER
             return None
