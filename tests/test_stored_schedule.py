@@ -33,11 +33,15 @@ _paths = itertools.count()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_op, max_size=60))
-def test_the_stored_schedule_pops_what_a_dictionary_of_next_checks_says_is_due(tmp_path: Path, ops) -> None:
+@given(st.dictionaries(st.sampled_from(CODES), st.integers(0, 50), max_size=5), st.lists(_op, max_size=60))
+def test_the_stored_schedule_pops_what_a_dictionary_of_next_checks_says_is_due(tmp_path: Path, loaded, ops) -> None:
     stored = StoredSchedule(START, tmp_path / f"s{next(_paths)}")
     heap = DeadlineSchedule(START, stale_slack=2)
     model: dict[str, datetime] = {}
+    for code, minutes in loaded.items():  # as a rebuild fills a new schedule from the table
+        stored.load(code, START + timedelta(minutes=minutes))
+        heap.load(code, START + timedelta(minutes=minutes))
+        model[code] = START + timedelta(minutes=minutes)
     now = START
     try:
         for op in ops:
@@ -158,3 +162,28 @@ def test_the_runtime_keeps_schedules_in_rocksdb_and_closes_them_with_their_parti
     assert isinstance(chosen._new_state(0, START).schedule, DeadlineSchedule)
     with pytest.raises(ValueError, match="schedule_store"):
         WorkerSettings(schedule_store="disk")
+
+
+def test_checks_loaded_by_a_rebuild_are_seen_by_every_later_call(tmp_path: Path) -> None:
+    from streams.stored_schedule import LOAD_BATCH
+
+    n = LOAD_BATCH + 10  # one batch written, one pending
+    codes = [f"G22.001-251201-{i:06d}" for i in range(n)]
+    for ask in ("scheduled_at", "schedule", "pop_due", "next_due", "codes"):
+        schedule = StoredSchedule(START, tmp_path / ask)
+        for i, code in enumerate(codes):
+            schedule.load(code, START + timedelta(seconds=i))
+        assert len(schedule) == n
+        last = START + timedelta(seconds=n - 1)
+        if ask == "scheduled_at":
+            assert schedule.scheduled_at(codes[-1]) == last
+        elif ask == "schedule":
+            schedule.schedule(codes[-1], START - timedelta(seconds=1))  # its pending entry must not survive
+            assert schedule.pop_due(last) == [codes[-1], *codes[:-1]]
+        elif ask == "pop_due":
+            assert schedule.pop_due(last) == codes
+        elif ask == "next_due":
+            assert schedule.next_due() == START
+        else:
+            assert schedule.codes() == sorted(codes)
+        schedule.close()
