@@ -341,10 +341,14 @@ class Runtime:
 
     @staticmethod
     def _release(state: PartitionState) -> None:
-        """Close a partition state's stored schedule (deleting its database); it is never used again."""
+        """Close a dropped partition state's stored schedule, deleting its database.
+
+        An empty in-memory schedule takes its place: a batch that fetched the state before the drop may still
+        apply its records to it (they are read again from the committed offsets), as it always could."""
         close = getattr(state.schedule, "close", None)
         if close is not None:
             close()
+            state.schedule = DeadlineSchedule(state.schedule.evaluated_at)
 
     def on_revoked(self) -> None:
         self.ready = False

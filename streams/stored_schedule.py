@@ -59,33 +59,49 @@ def _unpack(raw: bytes) -> datetime:
 
 def schedule_path(root: Path, partition: int, serial: int) -> Path:
     """A new schedule's directory, named after this process so that another one never removes it."""
-    return Path(root) / f"{os.getpid()}-p{partition}-{serial}"
+    return Path(root) / f"{_process_token(os.getpid())}-p{partition}-{serial}"
 
 
 def clear_abandoned(root: Path) -> list[Path]:
     """Remove the schedules of processes that are gone (crashed, or stopped without closing them).
 
     A live process's schedules are left alone, so a second worker started on the same data directory by mistake
-    cannot delete the first one's databases from under it (it fails on the table's RocksDB lock instead).
+    cannot delete the first one's databases from under it (it fails on the table's RocksDB lock instead). A
+    process is named by its PID and its start time, because a worker restarted in a container usually gets the
+    PID its previous run had.
     """
     removed: list[Path] = []
     for entry in Path(root).glob("*-p*-*"):
-        pid = entry.name.split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
-            continue
+        token = entry.name.split("-", 1)[0]
+        pid = token.split(".", 1)[0]
+        if pid.isdigit() and not token.endswith(".gone") and token == _process_token(int(pid)):
+            continue  # a live process, this one included
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _process_token(pid: int) -> str:
+    """``PID.start-time`` of a live process (clock ticks since boot, from /proc), ``PID.gone`` if it is not
+    running; without /proc, ``PID.0`` for any live one."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # the command name may hold spaces and parentheses
+        return f"{pid}.{fields[19]}"  # field 22 of proc(5), the 20th after the name
+    except FileNotFoundError:
+        return f"{pid}.gone" if os.path.isdir("/proc/self") else _signalled(pid)
+    except (OSError, IndexError):
+        return _signalled(pid)
+
+
+def _signalled(pid: int) -> str:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return f"{pid}.gone"
     except PermissionError:  # another user's process
-        return True
-    return True
+        pass
+    return f"{pid}.0"
 
 
 class StoredSchedule:

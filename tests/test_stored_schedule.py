@@ -108,17 +108,22 @@ def test_a_schedule_starts_empty_where_a_crashed_process_left_one_and_closing_re
 
 
 def test_only_the_schedules_of_processes_that_are_gone_are_cleared(tmp_path: Path) -> None:
+    from streams.stored_schedule import _process_token
+
     root = tmp_path / "schedules"
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
-    dead = root / f"{int(gone.stdout)}-p0-1"
+    dead = root / f"{int(gone.stdout)}.5-p0-1"
+    assert _process_token(int(gone.stdout)).endswith(".gone")
     mine = StoredSchedule(START, schedule_path(root, 1, 2))
     mine.schedule("a", START)
-    parent = root / f"{os.getppid()}-p2-3"  # a live process that is not this one
-    for path in (dead, parent):
+    parent = root / f"{_process_token(os.getppid())}-p2-3"  # a live process that is not this one
+    earlier_me = root / f"{os.getpid()}.1-p3-4"  # this PID's previous holder, as a container restart gives
+    unnamed = root / f"{int(gone.stdout)}.gone-p1-1"
+    for path in (dead, parent, earlier_me, unnamed):
         path.mkdir(parents=True)
-    assert clear_abandoned(root) == [dead]
-    assert not dead.exists() and parent.exists() and mine.pop_due(START) == ["a"]
+    assert sorted(clear_abandoned(root)) == sorted([dead, earlier_me, unnamed])
+    assert parent.exists() and mine.pop_due(START) == ["a"]
     mine.close()
 
 
@@ -151,8 +156,11 @@ def test_the_runtime_keeps_schedules_in_rocksdb_and_closes_them_with_their_parti
         runtime.partitions[p] = runtime._new_state(p, START)
         runtime.partitions[p].schedule.schedule(f"D{p}", START)
     assert isinstance(runtime.partitions[0].schedule, StoredSchedule) and len(list(root.iterdir())) == 2
+    dropped = runtime.partitions[0]
     runtime.on_assigned({1})  # partition 0 went to another worker
     assert [path.name.split("-")[1] for path in root.iterdir()] == ["p1"]
+    dropped.schedule.schedule("late", START)  # a batch that fetched the state before the drop can still apply
+    assert isinstance(dropped.schedule, DeadlineSchedule) and len(list(root.iterdir())) == 1
     assert runtime.partitions[1].schedule.pop_due(START) == ["D1"]
     runtime.on_assigned(set())
     assert list(root.iterdir()) == []
