@@ -514,8 +514,9 @@ def main() -> int:
                     help="seconds between /metrics scrapes in the latency phases (also run back to back; 0: only that)")
     ap.add_argument("--memory-dossiers", type=int, default=1_000_000,
                     help="one-event dossiers the memory phase holds before measuring RSS and recovery")
-    ap.add_argument("--memory-backlog", type=int, default=0,
-                    help="feed the memory phase in chunks of this many events (0: pre-load everything)")
+    ap.add_argument("--memory-backlog", type=int, default=10_000,
+                    help="feed the memory phase in chunks of this many events (0: pre-load everything, which the "
+                         "embedded broker hands the worker at once; docs/benchmarks.md, run 14)")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: score,A,B,C,P,latency,recovery,overdue,memory")
     args = ap.parse_args()
     quick = args.quick
