@@ -5,14 +5,16 @@ a datetime, a heap tuple and a dict entry) and up to ~440 with the stale entries
 (``bench/schedule_memory.py``). With a million open dossiers that alone exceeds the memory goal of 300 bytes per
 dossier (docs/benchmarks.md). ``StoredSchedule`` has the same methods and keeps the entries on disk:
 
-- ``t`` + the check's instant (8 bytes, big-endian microseconds since the epoch) + the code: RocksDB's key order is
-  the order checks fall due in, so ``pop_due`` is one forward scan from the start;
+- ``t`` + the check's instant (8 bytes, big-endian microseconds since the epoch; events are held to 2000-2100) +
+  the code: RocksDB's key order is the order checks fall due in, so ``pop_due`` is one forward scan, from the
+  lower bound of the earliest check that Python keeps;
 - ``c`` + the code -> the instant: the entry to delete when a dossier is rescheduled or ends.
 
 The database is scratch space, not state: the worker rebuilds a partition's schedule from its dossier table
 whenever it takes the partition, so a schedule starts empty, writes without a write-ahead log, and is deleted when
 it is closed (or, after a crash, when the next worker starts; see ``clear_abandoned``). Python keeps only a count
-and a lower bound of the earliest check, which lets ``pop_due`` answer "nothing due" without touching RocksDB.
+and that lower bound, which lets ``pop_due`` answer "nothing due" without touching RocksDB, and start its scan
+after the deletion markers of the entries popped before.
 """
 
 from __future__ import annotations
