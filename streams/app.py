@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -159,7 +160,7 @@ class Runtime:
         self.alerts_topic: Any = None
         self._track_keys = settings.store == "memory"
         # Open dossiers' next checks off the Python heap (streams.stored_schedule) when the table is in RocksDB.
-        self.schedule_dir: Any = None
+        self.schedule_dir: Path | None = None
         if settings.store == "rocksdb" and settings.schedule_store == "rocksdb":
             self.schedule_dir = settings.data_dir / SCHEDULE_DIR
             for path in clear_abandoned(self.schedule_dir):

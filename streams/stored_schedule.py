@@ -150,10 +150,10 @@ class StoredSchedule:
             self._write_loaded()
 
     def _write_loaded(self) -> None:
-        if self._loading is not None:
-            self._db.write(self._loading)
-            self._loading = None
-            self._loading_size = 0
+        """Write the pending batch of ``load``; callers check that there is one (``schedule`` is on every event)."""
+        self._db.write(self._loading)
+        self._loading = None
+        self._loading_size = 0
 
     def schedule(self, code: str, when: datetime | None) -> None:
         if self._loading is not None:
