@@ -165,12 +165,17 @@ class Child:
 
     def rss(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in bytes."""
-        vals = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                k, v = line.split(":")
-                vals[k] = int(v.split()[0]) * 1024
-        return vals.get("VmRSS", 0), vals.get("VmHWM", 0)
+        return proc_memory(self.pid)
+
+
+def proc_memory(pid: int | str = "self") -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in bytes, from /proc."""
+    vals = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            k, v = line.split(":")
+            vals[k] = int(v.split()[0]) * 1024
+    return vals.get("VmRSS", 0), vals.get("VmHWM", 0)
 
 
 def http(url: str, timeout: float = 30.0) -> tuple[int, bytes]:

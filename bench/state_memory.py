@@ -33,15 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import AT, received_only, subject_of  # noqa: E402
+from harness import AT, proc_memory, received_only, subject_of  # noqa: E402
 
 
 def rss_bytes() -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return proc_memory()[0]
 
 
 def main() -> int:
