@@ -648,12 +648,17 @@ def next_change_at(state: DossierState, ctx: Context, view: View | None = None) 
         return None
     now = ctx.now
     candidates = [next_month_start(now)]
-    if view.open_supplement_at is None and not view.payment_hold:
+    if view.received_at > now:  # counted from its reception on (a source whose clock is ahead of ours)
+        candidates.append(view.received_at)
+    supplement = view.open_supplement_at
+    if supplement is not None and supplement > now:  # a request stamped ahead of our clock pauses it then
+        candidates.append(supplement)
+    if supplement is None or supplement > now:  # judged against its due date until a supplement pauses it
         due = view.effective_due_at(now)
-        candidates.append(due + EPS)
-        candidates.append(view.due_soon_at(due) + timedelta(seconds=1))
-    if view.open_supplement_at is not None and view.open_supplement_at > now:
-        candidates.append(view.open_supplement_at)
+        candidates.append(due + EPS)  # late from then on, even while it awaits a payment
+        if not view.payment_hold:
+            candidates.append(view.due_soon_at(due))  # due soon from that instant on (``deadline_state``)
+        candidates.extend(end for _start, end in view.paused if end > now)  # the due date moves when one ends
     future = [c for c in candidates if c > now]
     return min(future) if future else None
 

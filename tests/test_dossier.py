@@ -207,14 +207,46 @@ def test_alert_ids_are_stable_over_time():
 def test_the_deadline_clock_knows_when_the_dossier_changes_next():
     state, ctx = fold([REC], "2026-03-03 10:00")
     due_soon_at = next_change_at(state, ctx)
-    # one working day (7.5 working hours) before Mon 08:00 is Fri 08:00; the clock looks a second later
-    assert due_soon_at == t("2026-03-06 08:00:01")
+    # one working day (7.5 working hours) before Mon 08:00 is Fri 08:00, when the dossier is due soon
+    assert due_soon_at == t("2026-03-06 08:00")
+    assert evaluate(state, ctx).judge(due_soon_at).bucket == "open_due_soon"
+    assert evaluate(state, ctx).judge(due_soon_at - timedelta(microseconds=1)).bucket == "open_within"
     after = next_change_at(state, ctx.at(due_soon_at))
     assert after == t("2026-03-09 08:00") + timedelta(microseconds=1)
     assert evaluate(state, ctx).judge(after).bucket == "open_overdue"
     assert next_change_at(state, ctx.at(after)) == t("2026-04-01 00:00")  # next: the month rolls over
     done, ctx2 = fold([REC, processed("2026-03-05 09:00")])
     assert next_change_at(done, ctx2) is None
+
+
+PAYMENT_REQ = ("payment_requested", "2026-03-03 09:00", {"fees": [{"amount_vnd": 50000}]})
+US = timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize("name, steps, now, config, next_change", [
+    ("a reception stamped ahead of our clock is counted from then on",
+     [REC], "2026-03-02 07:00", MonitorConfig(), t("2026-03-02 08:00")),
+    ("a supplement request stamped ahead of our clock: the dossier is due soon before it",
+     [REC, sup_req("2026-03-06 10:00")], "2026-03-06 07:00", MonitorConfig(), t("2026-03-06 08:00")),
+    ("... and awaits the supplement from the request on",
+     [REC, sup_req("2026-03-06 10:00")], "2026-03-06 09:00", MonitorConfig(), t("2026-03-06 10:00")),
+    ("awaiting a payment that pauses it, it is late from its due on",
+     [REC, PAYMENT_REQ], "2026-03-06 12:00", MonitorConfig(pause_on_payment_request=True), t("2026-03-09 08:00") + US),
+    ("a supplement pause that ends ahead of our clock moves the due date then",
+     [REC, sup_req("2026-03-05 08:00"), sup_done("2026-03-07 08:00")], "2026-03-06 12:00", MonitorConfig(),
+     t("2026-03-07 08:00")),
+])
+def test_the_deadline_clock_looks_when_the_figures_change_and_not_later(name, steps, now, config, next_change):
+    """What the clock (and a rebuild reading stored rows) relies on: the figures and alerts hold until the next
+    change, and they do change at that instant. Clocks of the sources and of this service disagree a little, so
+    facts stamped ahead of our clock are among the changes."""
+    from models.tally import contribution
+
+    state, ctx = fold(steps, now, config)
+    view = evaluate(state, ctx)
+    assert next_change_at(state, ctx, view) == next_change
+    shown = [(contribution(view, at), alerts_of(view, at)) for at in (ctx.now, next_change - US, next_change)]
+    assert shown[0] == shown[1] != shown[2]
 
 
 def test_facts_merge_is_plain_data():
