@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.dossier import encode_state, evaluate, pack_settled  # noqa: E402
+from models.dossier import encode_state, evaluate, next_change_at, pack_settled  # noqa: E402
 from models.figures import iter_lines, replay  # noqa: E402
 from streams.clock import DeadlineSchedule  # noqa: E402
 from streams.settings import WorkerSettings  # noqa: E402
@@ -54,8 +54,9 @@ def once(file: str, events: int, settled: bool, schedule_store: str) -> None:
     stamp = settled_stamp(processor.calendar.version, processor.config)
     stored = []
     for code, dossier in replayed.states.items():
-        if settled:  # as the worker stores an ended dossier (Processor.handle)
-            dossier.settled = pack_settled(settled_of(evaluate(dossier, ctx), now, stamp))
+        if settled:  # as the worker stores a dossier (Processor.handle), counted at ``now``
+            view = evaluate(dossier, ctx)
+            dossier.settled = pack_settled(settled_of(view, now, stamp, next_change_at(dossier, ctx, view)))
         stored.append((code, encode_state(dossier)))
     dossier = None
     lines = replayed.lines
@@ -70,24 +71,31 @@ def once(file: str, events: int, settled: bool, schedule_store: str) -> None:
     started = time.perf_counter()
     # The catch-up window reaches back from ``now``; dossiers that ended in it are evaluated as the worker would.
     rebuild = processor.rebuilder(now)
-    clock, in_settled = time.perf_counter, 0.0
+    clock, in_rows, in_others = time.perf_counter, 0.0, 0.0
     for code, value in stored:
-        counted = rebuild.settled
+        counted = rebuild.settled + rebuild.standing
         t0 = clock()
         is_held, check, _unannounced = rebuild.add(value)
-        if rebuild.settled != counted:
-            in_settled += clock() - t0
         held += is_held
         if check is not None:  # as PartitionState.count_restored
             schedule.load(code, check)
+        if rebuild.settled + rebuild.standing != counted:
+            in_rows += clock() - t0
+        else:
+            in_others += clock() - t0
+    t0 = clock()
     book.add(rebuild.tallies())
+    summing = clock() - t0
     seconds = time.perf_counter() - started
-    evaluated = len(stored) - rebuild.settled
+    from_rows = rebuild.settled + rebuild.standing
+    evaluated = len(stored) - from_rows
     digest = hashlib.blake2b(repr(sorted(book.as_dict().items())).encode(), digest_size=6).hexdigest()
     print(json.dumps({"dossiers": len(stored), "events": lines, "us": seconds / len(stored) * 1e6,
-                      "settled": rebuild.settled, "bytes": sum(len(v) for _c, v in stored) / len(stored),
-                      "us_settled": in_settled / rebuild.settled * 1e6 if rebuild.settled else None,
-                      "us_others": (seconds - in_settled) / evaluated * 1e6 if evaluated else None,
+                      "settled": rebuild.settled, "standing": rebuild.standing,
+                      "bytes": sum(len(v) for _c, v in stored) / len(stored),
+                      "us_rows": in_rows / from_rows * 1e6 if from_rows else None,
+                      "us_others": in_others / evaluated * 1e6 if evaluated else None,
+                      "ms_summing": summing * 1e3,
                       "scheduled": len(schedule), "held": held, "digest": digest}))
     if isinstance(schedule, StoredSchedule):
         schedule.close()
@@ -114,7 +122,7 @@ def main() -> None:
         once(args.file, args.events, not args.without_settled, args.schedule_store)
         return
     digests = set()
-    for label, flag in (("stored as the worker stores them", []), ("without settled rows", ["--without-settled"])):
+    for label, flag in (("stored as the worker stores them", []), ("without stored rows", ["--without-settled"])):
         runs = []
         for _ in range(args.repeats):  # one process per run: nothing warm from the previous one
             out = subprocess.run([sys.executable, __file__, args.file, "--events", str(args.events), "--once",
@@ -124,14 +132,14 @@ def main() -> None:
         us = [r["us"] for r in runs]
         digests |= {r["digest"] for r in runs}
         r = runs[0]
-        split = ""
-        if r["us_settled"] is not None:
-            split = (f" ({statistics.median(x['us_settled'] for x in runs):.1f} us per settled dossier, "
-                     f"{statistics.median(x['us_others'] for x in runs):.1f} us per other, tallies included)")
-        print(f"{label}: {r['dossiers']} dossiers from {r['events']} events, {r['settled']} counted from settled "
-              f"rows, {r['bytes']:.0f} bytes each: rebuild {statistics.median(us):.1f} us per dossier "
-              f"(min {min(us):.1f}, max {max(us):.1f}, {len(us)} processes){split}; checks scheduled "
-              f"{r['scheduled']}, held {r['held']}, tallies digest {r['digest']}")
+        parts = [f"{statistics.median(x[k] for x in runs):.1f} us per {what}" for k, what in
+                 (("us_rows", "dossier from its rows"), ("us_others", "other")) if r[k] is not None]
+        parts.append(f"{statistics.median(x['ms_summing'] for x in runs):.0f} ms summing the tallies")
+        split = f" ({', '.join(parts)})"
+        print(f"{label}: {r['dossiers']} dossiers from {r['events']} events, counted from their stored rows: "
+              f"{r['settled']} ended, {r['standing']} open; {r['bytes']:.0f} bytes each: rebuild "
+              f"{statistics.median(us):.1f} us per dossier (min {min(us):.1f}, max {max(us):.1f}, {len(us)} "
+              f"processes){split}; checks scheduled {r['scheduled']}, held {r['held']}, tallies digest {r['digest']}")
     assert len(digests) == 1, f"rebuilds disagree: {sorted(digests)}"
 
 

@@ -54,24 +54,34 @@ class Reception(Struct):
 
 
 class Settled(Struct, array_like=True, frozen=True):
-    """What an ended dossier adds to the tallies, stored with its facts so that a rebuild need not evaluate it.
+    """What a dossier adds to the tallies, stored with its facts so that a rebuild need not evaluate it.
 
     An ended dossier's contribution no longer moves with the clock, only with its facts (a later event rewrites
     the state and this with it), the calendar, the rules and the code that counts. ``stamp`` names those
     (``models.tally.settled_stamp``); a rebuild under any other stamp evaluates the facts as if this were absent.
     Metrics are numbered (``models.tally.METRICS``), the periods two day ordinals: ~70 bytes a dossier.
+
+    An open dossier's contribution moves with the clock, but only at the instants ``next_change_at`` names (its
+    due-soon and due instants, a month's start, the end of a supplement pause): between the instant it was counted
+    at and the next of those, the same rows hold. ``ended_at`` is then None and ``counted_at`` and ``valid_until``
+    bound where a rebuild may read the rows instead of evaluating the dossier; ``live`` is its ``live`` row and
+    ``alerts`` what it has active all that time, for the rebuild to know whether any is still to be announced.
     """
 
     stamp: bytes
     unit_code: str
     province_code: str | None
     unit_level: str | None
-    ended_at: datetime
+    ended_at: datetime | None  # None: an open dossier, counted at ``counted_at`` and valid until ``valid_until``
     first_day: int  # date.toordinal() of the first and last days the dossier counts in (Vietnam time)
     last_day: int
     reception: bytes  # the numbers of the metrics it counts once each, all but the processing seconds:
     processing_seconds: int  # the one count that differs from dossier to dossier
     population: tuple[bytes, ...]  # one row of metric numbers per population period, in plan order
+    live: bytes = b""
+    counted_at: datetime | None = None
+    valid_until: datetime | None = None
+    alerts: tuple[str, ...] = ()  # ``alert_suffixes``: the ids without the dossier code
 
 
 class DossierState(Struct):
@@ -394,9 +404,9 @@ class View:
     # judge(t) memo: a handle judges the same view at the same few instants many times (every carried-over period
     # ending after ``now``, the live bucket, alerts, the next deadline). Views are never mutated after ``evaluate``.
     _judged: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-    # (now, parts) of the last ``models.tally._parts`` call: a handle asks for the new view's parts at the same
-    # instant twice (its tally delta, then the settled rows of an ended dossier).
-    _parts_at: tuple = field(default=(None, None), init=False, repr=False, compare=False)
+    # (now, parts, counted days) of the last ``models.tally._parts`` call: a handle asks for the new view's parts
+    # at the same instant twice (its tally delta, then its settled rows).
+    _parts_at: tuple = field(default=(None, None, None), init=False, repr=False, compare=False)
 
     @property
     def is_open(self) -> bool:
@@ -635,6 +645,16 @@ def alerts_of(view: View, now: datetime) -> frozenset[Alert]:
     if view.reschedules > 1:
         out.append(Alert(f"{view.code}:second_reschedule", "second_reschedule"))
     return frozenset(out)
+
+
+def alert_suffixes(code: str, alerts: frozenset[Alert]) -> tuple[str, ...]:
+    """Alerts as stored with a dossier's rows: their ids without the dossier's code, which the key holds; each
+    id names its kind right after the code."""
+    return tuple(sorted(a.alert_id.removeprefix(code + ":") for a in alerts))
+
+
+def alerts_from_suffixes(code: str, suffixes: tuple[str, ...]) -> frozenset[Alert]:
+    return frozenset(Alert(f"{code}:{s}", s.split(":", 1)[0]) for s in suffixes)
 
 
 def next_change_at(state: DossierState, ctx: Context, view: View | None = None) -> datetime | None:

@@ -21,7 +21,7 @@ import msgspec
 
 from .calendar import TZ
 from .config import MonitorConfig, config_as_dict
-from .dossier import Settled, View, working_seconds_between
+from .dossier import Settled, View, alert_suffixes, alerts_of, working_seconds_between
 
 GRANULARITIES = ("month", "quarter", "year")
 LIVE = "live"
@@ -133,11 +133,11 @@ class ContributionSum:
             rows[key] = rows.get(key, 0) + 1
 
     def add_settled(self, settled: Settled) -> None:
-        """An ended dossier's contribution as ``settled_of`` stored it: the same rows as ``add(view, now)`` at
-        any ``now`` from its end on, without the view (the caller checks the stamp). Rows are counted per period
-        as ``add`` counts them, their metrics still numbered (bytes hash and compare faster than tuples); the
-        processing seconds, the one count that differs from dossier to dossier, are summed apart by reception day
-        so that the rows repeat."""
+        """A dossier's contribution as ``settled_of`` stored it: the same rows as ``add(view, now)`` at any
+        ``now`` from its end on, or for an open one from ``counted_at`` until ``valid_until``, without the view
+        (the caller checks the stamp and the instant). Rows are counted per period as ``add`` counts them, their
+        metrics still numbered (bytes hash and compare faster than tuples); the processing seconds, the one count
+        that differs from dossier to dossier, are summed apart by reception day so that the rows repeat."""
         unit, rows = settled.unit_code, self._rows
         received_keys, population = _day_plan(settled.first_day, settled.last_day)
         row = settled.reception
@@ -146,6 +146,9 @@ class ContributionSum:
             rows[key] = rows.get(key, 0) + 1
         for ((pk, _part), _end), row in zip(population, settled.population):
             key = (unit, pk, row)
+            rows[key] = rows.get(key, 0) + 1
+        if settled.live:
+            key = (unit, LIVE, settled.live)
             rows[key] = rows.get(key, 0) + 1
         if settled.processing_seconds:
             key = (unit, settled.first_day)
@@ -210,16 +213,18 @@ RECEPTION, POPULATION = 0, 1
 def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, int], ...]]:
     """The dossier's contribution in parts: ``{(pk, RECEPTION | POPULATION): ((metric, n), ...)}``, ``live``
     included as a population part. Metric names never repeat within a period, so the parts simply add up.
-    Callers only read the result: it is memoised on the view for the same ``now``."""
-    memo_now, parts = view._parts_at
+    Callers only read the result: it is memoised on the view for the same ``now``, with the first and last days
+    it counts in (``_counted_days``)."""
+    memo_now, parts, _days = view._parts_at
     if memo_now == now:
         return parts
     parts = {}
     received_at = view.received_at
     if received_at > now:
-        view._parts_at = (now, parts)
+        view._parts_at = (now, parts, None)
         return parts
-    received_keys, population = _period_plan(*_counted_days(view, now))
+    days = _counted_days(view, now)
+    received_keys, population = _period_plan(*days)
     reception = _reception_counts(view)
     for pk in received_keys:
         parts[(pk, RECEPTION)] = reception
@@ -230,7 +235,7 @@ def _parts(view: View, now: datetime) -> dict[tuple[str, int], tuple[tuple[str, 
         parts[part] = _population_row(j.on_time, j.bucket, apology, unsatisfied)
     if view.is_open:
         parts[(LIVE, POPULATION)] = ((judge(now).bucket, 1),)
-    view._parts_at = (now, parts)
+    view._parts_at = (now, parts, days)
     return parts
 
 
@@ -302,7 +307,7 @@ def _reception_counts(v: View) -> tuple[tuple[str, int], ...]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# settled contributions: an ended dossier's rows, stored with its state for the rebuilds
+# settled contributions: a dossier's rows, stored with its state for the rebuilds, for good once it has ended
 
 #: Every metric a contribution row can hold, numbered for ``Settled`` rows. Renumbering is safe: the stamp
 #: covers this file, so rows stored under another numbering are never read as such.
@@ -337,24 +342,38 @@ def settled_stamp(calendar_version: str, config: MonitorConfig) -> bytes:
     return h.digest()
 
 
-def settled_of(view: View | None, now: datetime, stamp: bytes) -> Settled | None:
-    """The dossier's contribution for good, if it has ended by ``now``; None while it can still move."""
-    if view is None or view.end_at is None or view.end_at > now or view.received_at > view.end_at:
-        return None  # (an end before the reception would make the rows depend on the clock again)
-    first_day, last_day = _counted_days(view, now)  # ``now`` is past the end: the same days at any later instant
-    received_keys, population = _period_plan(first_day, last_day)
+def settled_of(view: View | None, now: datetime, stamp: bytes, until: datetime | None = None,
+               alerts: frozenset | None = None) -> Settled | None:
+    """The dossier's contribution for good, if it has ended by ``now``; or, if it is open and ``until`` is its
+    ``next_change_at`` as of ``now``, its contribution and its alerts from ``now`` until then. None while it can
+    still move (or when it does not fit the layout: it is then evaluated, as every dossier once was).
+    ``alerts`` is ``alerts_of(view, now)`` when the caller has it already."""
+    if view is None or view.received_at > now:
+        return None
+    if view.end_at is not None:
+        if view.end_at > now or view.received_at > view.end_at:
+            return None  # (an end before the reception would make the rows depend on the clock again)
+    elif until is None or until <= now:
+        return None
     parts = _parts(view, now)
-    if len(parts) != len(received_keys) + len(population):
+    first_day, last_day = view._parts_at[2]  # the same days at any later instant up to ``until``
+    received_keys, population = _period_plan(first_day, last_day)
+    live = parts.get((LIVE, POPULATION))
+    if len(parts) != len(received_keys) + len(population) + (live is not None):
         return None  # not the plan this layout assumes: keep evaluating this dossier
     try:
         reception = parts[(received_keys[0], RECEPTION)]
         seconds = [n for metric, n in reception if metric == "processing_seconds_sum"]
         numbered = _numbered_row(tuple(r for r in reception if r[0] != "processing_seconds_sum"))
         rows = tuple(_numbered_row(parts[part]) for part, _end in population)
+        live_row = _numbered_row(live) if live is not None else b""
     except (KeyError, ValueError):  # a metric with no number, or a count other than 1: keep evaluating it
         return None
-    return Settled(stamp, view.unit_code, view.province_code, view.unit_level, view.end_at, first_day.toordinal(),
-                   last_day.toordinal(), numbered, sum(seconds), rows)
+    if view.end_at is not None:
+        return Settled(stamp, view.unit_code, view.province_code, view.unit_level, view.end_at,
+                       first_day.toordinal(), last_day.toordinal(), numbered, sum(seconds), rows)
+    return Settled(stamp, view.unit_code, view.province_code, view.unit_level, None, first_day.toordinal(),
+                   last_day.toordinal(), numbered, 0, rows, live_row, now, until, alert_suffixes(view.code, alerts_of(view, now) if alerts is None else alerts))
 
 
 @lru_cache(maxsize=4096)  # a few hundred distinct rows exist once the processing time is taken out

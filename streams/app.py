@@ -466,8 +466,8 @@ class Runtime:
                 await asyncio.sleep(0)
         state.tallies.add(rebuild.tallies())
         state.dossiers = n
-        log.info("partition %s rebuilt from %s dossiers, %s of them from their settled rows", partition, n,
-                 getattr(rebuild, "settled", 0))
+        log.info("partition %s rebuilt from %s dossiers, %s ended and %s open ones of them from their stored rows",
+                 partition, n, getattr(rebuild, "settled", 0), getattr(rebuild, "standing", 0))
         return state
 
     async def _ensure_partition(self, partition: int) -> PartitionState | None:

@@ -18,7 +18,7 @@ from msgspec import Struct
 from models import events as ev
 from models.calendar import TZ, WorkCalendar
 from models.config import DEFAULT_CONFIG, MonitorConfig
-from models.dossier import (Alert, Context, DossierState, View, alerts_of, apply, decode_state, encode_state,
+from models.dossier import (Alert, Context, View, alerts_from_suffixes, alerts_of, apply, decode_state, encode_state,
                             evaluate, next_change_at, pack_settled, read_settled)
 from models.figures import document_from_tallies
 from models.index766 import Catalogue, load_catalogue
@@ -142,13 +142,14 @@ class Processor:
         self._learn(new_view)
         delta = contribution_delta(new_view, old_view, now)
         next_check = next_change_at(new, ctx, new_view)
+        active = alerts_of(new_view, now) if new_view is not None else frozenset()
+        new.settled = (pack_settled(settled_of(new_view, now, settled_stamp(self.calendar.version, self.config),
+                                               next_check, active)) if new_view is not None else None)
         fresh = event.time >= now - timedelta(seconds=self.config.alert_catch_up_seconds)
-        alerts = self._announce(new.code, new_view, now, fresh)
+        alerts = self._announce(new.code, new_view, now, fresh, active)
         if not fresh and new_view is not None and new_view.is_open:
             settle = now + timedelta(seconds=self.config.alert_settle_seconds)
             next_check = settle if next_check is None else min(next_check, settle)
-        new.settled = (pack_settled(settled_of(new_view, now, settled_stamp(self.calendar.version, self.config)))
-                       if new_view is not None and new_view.end_at is not None else None)
         encoded = encode_state(new)
         self._views.put(event.subject, encoded, ctx, new_view)
         held_delta = (new.reception is None) - (old is not None and old.reception is None)
@@ -236,10 +237,13 @@ class Processor:
             self.unit_meta[unit] = {"province": (meta or {}).get("province") or province,
                                     "level": (meta or {}).get("level") or level}
 
-    def _announce(self, code: str, view: View | None, now: datetime, fresh: bool) -> list[dict]:
-        """Alerts to publish now: those active and not yet announced by this worker (ids are stable, so a
-        re-announcement after a restart or a rebalance is harmless to consumers that de-duplicate)."""
-        active = alerts_of(view, now) if view is not None else frozenset()
+    def _announce(self, code: str, view: View | None, now: datetime, fresh: bool,
+                  active: frozenset[Alert] | None = None) -> list[dict]:
+        """Alerts to publish now: those active (``alerts_of``, unless the caller has them) and not yet announced by
+        this worker (ids are stable, so a re-announcement after a restart or a rebalance is harmless to consumers
+        that de-duplicate)."""
+        if active is None:
+            active = alerts_of(view, now) if view is not None else frozenset()
         announced = self._announced.get(code, frozenset())
         if fresh:
             new, keep = sorted(active - announced), active
@@ -278,8 +282,9 @@ def default_processor() -> Processor:
 
 
 class _SettledOnly(Struct):
-    """A stored dossier read for its settled rows alone: msgspec skips every other field unread."""
+    """A stored dossier read for its settled rows and its code alone: msgspec skips every other field unread."""
 
+    code: str
     settled: bytes | None = None
 
 
@@ -292,14 +297,15 @@ class Rebuilder:
     A rebuild visits every dossier the worker holds, so this loop is most of the time to exact figures after a
     restart (bench/rebuild_cost.py)."""
 
-    __slots__ = ("_processor", "_now", "_ctx", "_sum", "_catch_up", "_stamp", "settled")
+    __slots__ = ("_processor", "_now", "_ctx", "_sum", "_catch_up", "_stamp", "settled", "standing")
 
     def __init__(self, processor: Processor, now: datetime) -> None:
         self._processor, self._now, self._ctx = processor, now, processor.context(now)
         self._sum = ContributionSum()
         self._catch_up = now - timedelta(seconds=processor.config.alert_catch_up_seconds)
         self._stamp = settled_stamp(processor.calendar.version, processor.config)
-        self.settled = 0  # dossiers counted from their stored Settled rows, without evaluating them
+        self.settled = 0  # ended dossiers counted from their stored Settled rows, without evaluating them
+        self.standing = 0  # open ones counted so, their rows still valid at ``now``
 
     def add(self, stored: bytes) -> tuple[bool, datetime | None, bool]:
         """Count one dossier; returns (held: events but no reception, when the clock must look at it next,
@@ -316,13 +322,27 @@ class Rebuilder:
 
         An ended dossier stored with its ``Settled`` rows under this worker's stamp, and ended before the catch-up
         window, is counted from those rows alone (~7 µs instead of ~60-100: bench/rebuild_cost.py): nothing about it
-        can change or be announced."""
-        settled = read_settled(_SETTLED_ONLY.decode(stored).settled)
-        if settled is not None and settled.stamp == self._stamp and settled.ended_at < self._catch_up:
+        can change or be announced. So is an open one whose rows were counted at or before ``now`` and hold until
+        after it: neither its figures nor its alerts change before ``valid_until``, which is therefore when the clock
+        must look at it next, and its alerts are stored with the rows, so what is still to be announced is known
+        without evaluating it. After a restart that is most open dossiers; those the clock moved since their last
+        event (a due date crossed, a month begun) are evaluated."""
+        only = _SETTLED_ONLY.decode(stored)
+        settled = read_settled(only.settled)
+        if settled is not None and settled.stamp == self._stamp and (
+                settled.ended_at < self._catch_up if settled.ended_at is not None
+                else settled.counted_at <= self._now < settled.valid_until):
             self._processor._learn_unit(settled.unit_code, settled.province_code, settled.unit_level)
             self._sum.add_settled(settled)
-            self.settled += 1
-            return False, None, False
+            if settled.ended_at is None:
+                self.standing += 1
+                if settled.alerts:
+                    announced = self._processor._announced.get(only.code, frozenset())
+                    alerts = alerts_from_suffixes(only.code, settled.alerts)
+                    return False, settled.valid_until, not announced.issuperset(alerts)
+            else:
+                self.settled += 1
+            return False, settled.valid_until, False
         state = decode_state(stored)
         if state.reception is None:  # holds events but no reception: counted in no figure, checked by no clock
             return True, None, False

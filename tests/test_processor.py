@@ -89,7 +89,8 @@ def test_ended_dossiers_are_rebuilt_from_their_settled_rows_only_under_the_same_
     from models.dossier import decode_state, encode_state, read_settled
 
     p, store, tallies, *_ = run(sample_lines())
-    ended = {c: v for c, v in store.items() if decode_state(v).settled is not None}
+    ended = {c: v for c, v in store.items() if decode_state(v).settled is not None
+             and read_settled(decode_state(v).settled).ended_at is not None}
     assert 0 < len(ended) < len(store)
     assert all(decode_state(v).processed_at or decode_state(v).stopped_at or decode_state(v).withdrawn_at
                or decode_state(v).returned_at for v in ended.values())
@@ -120,6 +121,53 @@ def test_ended_dossiers_are_rebuilt_from_their_settled_rows_only_under_the_same_
     last_end = max(read_settled(decode_state(v).settled).ended_at for v in ended.values())
     assert rebuilt(Processor(), [v for v in ended.values() if read_settled(decode_state(v).settled).ended_at == last_end],
                    last_end + timedelta(minutes=30))[0] == 0
+
+
+def test_open_dossiers_are_rebuilt_from_their_standing_rows_while_the_rows_hold():
+    """An open dossier's rows hold from the instant they were counted until its next change: a rebuild in that
+    window reads them instead of evaluating the dossier, and gets the same figures, the same next checks and the
+    same alerts to announce (all of them after a restart, none once announced); one outside the window (before,
+    or after the clock moved the dossier) evaluates it, as does one under another stamp."""
+    from models.config import MonitorConfig
+    from models.dossier import alerts_of, decode_state, encode_state, evaluate, read_settled
+
+    p, store, _tallies, *_ = run(sample_lines())
+    ctx = Context(now=NOW, calendar=WorkCalendar.default())
+    standing = {c: read_settled(decode_state(v).settled) for c, v in store.items()
+                if decode_state(v).settled is not None and read_settled(decode_state(v).settled).ended_at is None}
+    open_views = {c: view for c, v in store.items()
+                  if (view := evaluate(decode_state(v), ctx)) is not None and view.is_open}
+    alerting = {c for c, view in open_views.items() if alerts_of(view, NOW)}
+    assert alerting and set(standing) == set(open_views)
+    assert {c for c, rows in standing.items() if rows.alerts} == alerting
+    assert all(rows.counted_at == NOW and rows.valid_until > NOW for rows in standing.values())
+
+    def unsettled(stored):
+        state = decode_state(stored)
+        state.settled = None
+        return encode_state(state)
+
+    def rebuilt(processor, states, now):
+        rebuild, total = processor.rebuilder(now), {}
+        checks = {c: rebuild.add(stored)[1:] for c, stored in states.items()}
+        add_into(total, rebuild.tallies())
+        return rebuild.standing, total, checks
+
+    first_change = min(rows.valid_until for rows in standing.values())
+    for now in (NOW, first_change - timedelta(seconds=1), first_change, NOW - timedelta(hours=1)):
+        expected = rebuilt(Processor(), {c: unsettled(v) for c, v in store.items()}, now)
+        assert expected[0] == 0
+        got = rebuilt(Processor(), store, now)
+        assert got[1:] == expected[1:]
+        holding = sum(rows.counted_at <= now < rows.valid_until for rows in standing.values())
+        assert got[0] == holding
+        assert (holding == len(standing)) == (NOW <= now < first_change)
+        assert {c for c, (_check, unannounced) in got[2].items() if unannounced} >= (alerting if now == NOW else set())
+    assert rebuilt(Processor(config=MonitorConfig(due_soon_fraction=0.25)), store, NOW)[0] == 0
+    for stored in store.values():  # once this worker has announced them, neither way finds any left to announce
+        p.announce(stored, NOW)
+    for states in (store, {c: unsettled(v) for c, v in store.items()}):
+        assert not any(unannounced for _check, unannounced in rebuilt(p, states, NOW)[2].values())
 
 
 def test_the_clock_moves_dossiers_without_events_and_announces_alerts_once():

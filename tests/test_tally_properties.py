@@ -174,6 +174,52 @@ def test_settled_rows_count_exactly_what_the_view_counts_from_the_end_on(logs, c
     assert settled.totals() == evaluated.totals()
 
 
+@settings(max_examples=150, deadline=None)
+@given(log=lifecycles(), carry_over=st.booleans(), roundtrip=st.booleans(), data=st.data())
+def test_an_open_dossiers_rows_hold_until_its_next_change(log, carry_over, roundtrip, data):
+    """The deadline clock's promise: nothing an open dossier's figures or alerts show moves from any instant
+    until its ``next_change_at``, which stays the same all that time (so the clock need not look before). What a
+    rebuild reads from the rows stored with it instead of evaluating it relies on that: the same contribution, the
+    same alerts and the same next change at any instant in that window, through a msgpack round trip."""
+    cfg = MonitorConfig(carry_over_open_dossiers=carry_over)
+    stamp = settled_stamp(CAL.version, cfg)
+    states = states_along(log, roundtrip)
+    if not states:
+        return
+    state = states[data.draw(st.integers(0, len(states) - 1))]
+    at = data.draw(instants)
+    ctx = Context(now=at, calendar=CAL, config=cfg)
+    view = evaluate(state, ctx)
+    until = dossier.next_change_at(state, ctx, view)
+    rows = settled_of(view, at, stamp, until)
+    if view is None or view.end_at is not None:
+        return  # ended dossiers: the test above
+    assert until is not None and until > at
+    if view.received_at > at:
+        assert rows is None  # nothing counted yet: evaluated when the clock reaches the reception
+    else:
+        assert rows is not None and rows.ended_at is None and (rows.counted_at, rows.valid_until) == (at, until)
+        state.settled = dossier.pack_settled(rows)
+        rows = dossier.read_settled(decode_state(encode_state(state)).settled)
+    alerts, first = dossier.alerts_of(view, at), ContributionSum()
+    first.add(view, at)
+    step = data.draw(st.sampled_from([timedelta(microseconds=1), timedelta(seconds=1), timedelta(hours=1)]))
+    for later in {at, until - step, until - timedelta(microseconds=1), at + (until - at) * data.draw(st.floats(0, 1))}:
+        later = max(at, min(later, until - timedelta(microseconds=1)))
+        evaluated = ContributionSum()
+        evaluated.add(evaluate(state, ctx.at(later)), later)
+        assert evaluated.totals() == first.totals()
+        if carry_over:  # the reference counts as the default rules do
+            assert evaluated.totals() == +reference_contribution(view, later)
+        assert dossier.alerts_of(view, later) == alerts
+        assert dossier.next_change_at(state, ctx.at(later)) == until
+        if rows is not None:
+            stored = ContributionSum()
+            stored.add_settled(rows)
+            assert stored.totals() == evaluated.totals()
+            assert dossier.alerts_from_suffixes(view.code, rows.alerts) == alerts
+
+
 def test_a_settled_stamp_names_the_calendar_and_the_rules():
     cfg = MonitorConfig()
     stamp = settled_stamp(CAL.version, cfg)
