@@ -24,7 +24,7 @@ import time
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from models.calendar import TZ, WorkCalendar

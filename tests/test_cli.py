@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.builders import SAMPLE_AT, SAMPLE_FILE, raw, received, sample_lines
+from tests.builders import SAMPLE_AT, SAMPLE_FILE, raw, sample_lines
 
 
 def onestop(*args):

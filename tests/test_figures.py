@@ -9,8 +9,8 @@ import pytest
 from models.calendar import WorkCalendar
 from models.dossier import Context
 from models.figures import replay, score_document, tallies_of
-from models.tally import contribution, parse_period, periods_between
-from tests.builders import SAMPLE_AT, SAMPLE_FILE, envelope, event, iso, processed_data, raw, received, sample_lines, t
+from models.tally import parse_period, periods_between
+from tests.builders import SAMPLE_AT, SAMPLE_FILE, envelope, processed_data, raw, received, sample_lines, t
 
 CAL = WorkCalendar.default()
 

@@ -15,7 +15,7 @@ from models.calendar import WorkCalendar, load_calendar_file
 from models.dossier import Context
 from models.figures import replay, score_document
 from streams.reference import ReferenceFollower, build_calendar
-from tests.builders import SAMPLE_AT, SAMPLE_FILE, sample_lines
+from tests.builders import SAMPLE_AT, sample_lines
 from tests.procs import wait_for
 from tests.test_stream import Deployment
 

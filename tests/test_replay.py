@@ -1,14 +1,13 @@
 """Replay / backfill through `onestop replay`: event-time order, resumable, nothing refused silently."""
 
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from streams.replay import Checkpoint, csv_row_to_event, ordered, read_lines
+from streams.replay import Checkpoint, ordered, read_lines
 from tests.builders import SAMPLE_FILE, iso, raw, received, sample_lines
 from tests.test_stream import Deployment, oracle, wait_equal  # noqa: F401  (fixture)
 

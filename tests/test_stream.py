@@ -11,7 +11,7 @@ import random
 import re
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from kafka import KafkaConsumer

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 
 import pytest
