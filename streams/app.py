@@ -44,7 +44,7 @@ from .repairs import (install_closed_transport_repair, install_complete_buffer_f
 from .pacing import install_empty_fetch_pause
 from .security import faust_broker_settings, kafka_client_config
 from .settings import WorkerSettings
-from .stored_schedule import StoredSchedule, clear_abandoned, schedule_path
+from .stored_schedule import StoredAnnouncements, StoredSchedule, announcements_path, clear_abandoned, schedule_path
 
 __all__ = ["build_app", "Runtime", "PartitionState"]
 
@@ -166,6 +166,13 @@ class Runtime:
             for path in clear_abandoned(self.schedule_dir):
                 log.info("removed the deadline schedule %s of a process that is gone", path.name)
         self._schedule_serial = itertools.count(1)
+        # ... and so is the processor's memory of the alerts it announced, one entry per alerting dossier.
+        self.announcements: StoredAnnouncements | None = None
+        keep_announced_in = getattr(processor, "keep_announced_in", None)
+        if self.schedule_dir is not None and keep_announced_in is not None:
+            self.announcements = StoredAnnouncements(
+                announcements_path(self.schedule_dir, next(self._schedule_serial)))
+            keep_announced_in(self.announcements)
         # Dossiers written locally whose changelog records may not be on the broker yet (streams.journal); only a
         # store that outlives the process needs it. ``hold_changelog`` is the test endpoint's simulated crash
         # window: states are written locally, their changelog records are kept back and the journal not released.

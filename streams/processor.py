@@ -249,11 +249,18 @@ class Processor:
             new, keep = sorted(active - announced), active
         else:
             new, keep = [], announced & active
-        if keep:
-            self._announced[code] = keep
-        else:
-            self._announced.pop(code, None)
+        if keep != announced:  # most events change nothing here: no write
+            if keep:
+                self._announced[code] = keep
+            else:
+                self._announced.pop(code, None)
         return [self._alert_record(a, view, now) for a in new]
+
+    def keep_announced_in(self, store) -> None:
+        """Remember announced alerts in ``store`` (``get``, ``__setitem__`` and ``pop`` as a dict's) instead of a
+        dictionary: the runtime gives a ``streams.stored_schedule.StoredAnnouncements`` before it owns a
+        partition, to keep them off the Python heap."""
+        self._announced = store
 
     def forget(self, codes) -> None:
         """Drop the announcement memory of dossiers whose partition this worker no longer owns."""

@@ -52,7 +52,8 @@ class WorkerSettings:
     rocksdb_write_buffers: int = 2
     # Where each partition's deadline schedule (every open dossier's next check) lives: "rocksdb" keeps it in a
     # scratch database beside the table (streams.stored_schedule), "memory" in Python objects (~215-440 bytes per
-    # open dossier). Only a RocksDB table store uses "rocksdb"; the memory store keeps the schedule in memory.
+    # open dossier). Only a RocksDB table store uses "rocksdb"; the memory store keeps the schedule in memory. The
+    # alerts the worker announced (one entry per dossier with an active alert) follow the same setting.
     schedule_store: str = "rocksdb"
     # Faust standby replicas: copies of other workers' table partitions kept up to date from the changelog, for a
     # faster takeover. Off by default, as in Kafka Streams: tallies are rebuilt from the table on takeover anyway,

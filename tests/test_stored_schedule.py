@@ -19,7 +19,8 @@ import os
 import subprocess
 import sys
 
-from streams.stored_schedule import StoredSchedule, clear_abandoned, schedule_path
+from streams.stored_schedule import (StoredAnnouncements, StoredSchedule, announcements_path, clear_abandoned,
+                                     schedule_path)
 
 START = datetime(2026, 3, 10, 16, tzinfo=TZ)
 CODES = [f"G22.001-251201-{n:06d}" for n in range(6)] + ["Đ.01-ü", "A", "AB"]  # prefixes of one another too
@@ -151,23 +152,30 @@ def test_the_runtime_keeps_schedules_in_rocksdb_and_closes_them_with_their_parti
                           check=True)
     (root / f"{int(gone.stdout)}-p0-7").mkdir(parents=True)  # left by a worker that crashed
     runtime = Runtime(WorkerSettings(data_dir=tmp_path, partitions=2), Processor(), FrozenClock(START))
-    assert list(root.iterdir()) == []
+    announced = runtime.announcements.path  # the processor's announced alerts, in their own scratch database
+    assert list(root.iterdir()) == [announced] and runtime.processor._announced is runtime.announcements
+
+    def schedules():
+        return [path for path in root.iterdir() if path != announced]
+
     for p in (0, 1):
         runtime.partitions[p] = runtime._new_state(p, START)
         runtime.partitions[p].schedule.schedule(f"D{p}", START)
-    assert isinstance(runtime.partitions[0].schedule, StoredSchedule) and len(list(root.iterdir())) == 2
+    assert isinstance(runtime.partitions[0].schedule, StoredSchedule) and len(schedules()) == 2
     dropped = runtime.partitions[0]
     runtime.on_assigned({1})  # partition 0 went to another worker
-    assert [path.name.split("-")[1] for path in root.iterdir()] == ["p1"]
+    assert [path.name.split("-")[1] for path in schedules()] == ["p1"]
     dropped.schedule.schedule("late", START)  # a batch that fetched the state before the drop can still apply
-    assert isinstance(dropped.schedule, DeadlineSchedule) and len(list(root.iterdir())) == 1
+    assert isinstance(dropped.schedule, DeadlineSchedule) and len(schedules()) == 1
     assert runtime.partitions[1].schedule.pop_due(START) == ["D1"]
     runtime.on_assigned(set())
-    assert list(root.iterdir()) == []
+    assert schedules() == [] and announced.exists()
     in_memory = Runtime(WorkerSettings(data_dir=tmp_path, store="memory"), Processor(), FrozenClock(START))
     assert isinstance(in_memory._new_state(0, START).schedule, DeadlineSchedule)
     chosen = Runtime(WorkerSettings(data_dir=tmp_path, schedule_store="memory"), Processor(), FrozenClock(START))
     assert isinstance(chosen._new_state(0, START).schedule, DeadlineSchedule)
+    assert in_memory.announcements is None and type(in_memory.processor._announced) is dict
+    assert chosen.announcements is None and type(chosen.processor._announced) is dict
     with pytest.raises(ValueError, match="schedule_store"):
         WorkerSettings(schedule_store="disk")
 
@@ -195,3 +203,35 @@ def test_checks_loaded_by_a_rebuild_are_seen_by_every_later_call(tmp_path: Path)
         else:
             assert schedule.codes() == sorted(codes)
         schedule.close()
+
+
+_alerts = st.frozensets(st.builds(lambda kind, due: (kind, due), st.sampled_from(
+    ["due_soon", "overdue", "apology_missing", "repeated_supplement", "second_reschedule"]),
+    st.sampled_from(["20260310T010000Z", "20260402T090000Z"])), max_size=3)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(CODES), st.none() | _alerts), max_size=40))
+def test_stored_announcements_remember_what_a_dictionary_does(tmp_path: Path, ops) -> None:
+    """The processor's memory of announced alerts, in RocksDB: after any sequence of sets and pops, every code
+    gives back exactly the alerts a dictionary holds for it (ids with their code, kinds), or the default."""
+    from models.dossier import Alert
+
+    def alerts_of(code, made):
+        return frozenset(Alert(f"{code}:{kind}" + (f":{due}" if kind in ("due_soon", "overdue", "apology_missing")
+                                                    else ""), kind) for kind, due in made)
+
+    path = announcements_path(tmp_path / "schedules", next(_paths))
+    stored, model = StoredAnnouncements(path), {}
+    for code, made in ops:
+        if made is None:
+            assert stored.pop(code, None) is None
+            model.pop(code, None)
+        elif made:
+            stored[code] = model[code] = alerts_of(code, made)
+        for c in CODES:
+            assert stored.get(c, frozenset()) == model.get(c, frozenset())
+    assert stored.get("never", None) is None
+    stored.close()
+    assert not path.exists()
+    stored.close()  # twice is harmless
