@@ -62,7 +62,7 @@ class Settled(Struct, array_like=True, frozen=True):
     Metrics are numbered (``models.tally.METRICS``), the periods two day ordinals: ~70 bytes a dossier.
 
     An open dossier's contribution moves with the clock, but only at the instants ``next_change_at`` names (its
-    due-soon and due instants, a month's start, the end of a supplement pause): between the instant it was counted
+    due-soon and due instants, a month's start, a pause's start or end): between the instant it was counted
     at and the next of those, the same rows hold. ``ended_at`` is then None and ``counted_at`` and ``valid_until``
     bound where a rebuild may read the rows instead of evaluating the dossier; ``live`` is its ``live`` row and
     ``alerts`` what it has active all that time, for the rebuild to know whether any is still to be announced.
