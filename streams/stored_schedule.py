@@ -269,7 +269,7 @@ class StoredSchedule:
         return self._count
 
 
-_SEPARATOR = "\x1f"  # between a dossier's alerts; alert ids hold codes, kinds, dates and colons only
+_SEPARATOR = "\x1f"  # between a dossier's alerts, whose stored ids hold kinds, dates and colons only
 
 
 class StoredAnnouncements:
