@@ -59,6 +59,23 @@ def _options(write_buffer_mib: int) -> rocksdict.Options:
     return options
 
 
+def _open_scratch(path: Path, write_buffer_mib: int) -> rocksdict.Rdict:
+    """A new, empty scratch database at ``path``, written without a write-ahead log: its contents are rebuilt or
+    forgotten with the process, so a previous process's are never read."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = rocksdict.Rdict(str(path), options=_options(write_buffer_mib))
+    writes = rocksdict.WriteOptions()
+    writes.disable_wal = True
+    db.set_write_options(writes)
+    return db
+
+
+def _delete_scratch(db: rocksdict.Rdict, path: Path) -> None:
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _unpack(raw: bytes) -> datetime:
     return EPOCH + timedelta(microseconds=_INSTANT.unpack(raw)[0])
 
@@ -126,12 +143,7 @@ class StoredSchedule:
     def __init__(self, evaluated_at: datetime, path: Path, write_buffer_mib: int = 2) -> None:
         self.evaluated_at = evaluated_at
         self.path = Path(path)
-        shutil.rmtree(self.path, ignore_errors=True)  # scratch: never read a previous process's entries
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = rocksdict.Rdict(str(self.path), options=_options(write_buffer_mib))
-        writes = rocksdict.WriteOptions()
-        writes.disable_wal = True
-        self._db.set_write_options(writes)
+        self._db = _open_scratch(self.path, write_buffer_mib)
         self._count = 0
         self._floor = _NEVER  # no entry is earlier than this (packed as an int)
         self._loading: rocksdict.WriteBatch | None = None  # entries from ``load`` not yet written
@@ -261,9 +273,8 @@ class StoredSchedule:
         """Close and delete the database; the schedule must not be used afterwards."""
         if self._db is not None:
             self._loading = None
-            self._db.close()
+            _delete_scratch(self._db, self.path)
             self._db = None
-            shutil.rmtree(self.path, ignore_errors=True)
 
     def __len__(self) -> int:
         return self._count
@@ -291,12 +302,7 @@ class StoredAnnouncements:
 
     def __init__(self, path: Path, write_buffer_mib: int = 1) -> None:
         self.path = Path(path)
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = rocksdict.Rdict(str(self.path), options=_options(write_buffer_mib))
-        writes = rocksdict.WriteOptions()
-        writes.disable_wal = True
-        self._db.set_write_options(writes)
+        self._db = _open_scratch(self.path, write_buffer_mib)
 
     def get(self, code: str, default: frozenset[Alert] = frozenset()) -> frozenset[Alert]:
         raw = self._db.get(code.encode())
@@ -314,6 +320,5 @@ class StoredAnnouncements:
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            _delete_scratch(self._db, self.path)
             self._db = None
-            shutil.rmtree(self.path, ignore_errors=True)
