@@ -26,15 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import proc_memory  # noqa: E402
+from bench.harness import AT, proc_memory  # noqa: E402
 from streams.processor import Processor  # noqa: E402
 from streams.stored_schedule import StoredAnnouncements  # noqa: E402
 
-END = "2026-03-10T16:00:00+07:00"
-
 
 def measure(file: str, dossiers: int, stored: bool, trace: bool) -> None:
-    now = datetime.fromisoformat(END)
+    now = datetime.fromisoformat(AT)  # the data set's end
     processor = Processor(view_memo_size=0)
     scratch = tempfile.TemporaryDirectory(prefix="announced-")
     store = StoredAnnouncements(Path(scratch.name) / "a") if stored else None
