@@ -3,7 +3,7 @@
 
 A worker remembers, for every dossier with an active alert, which alerts it announced (``Processor._announced``),
 so that an alert goes out once. Each announced dossier costs Python objects in a dictionary; with
-``streams.stored_schedule.StoredAnnouncements`` (the worker's default with the RocksDB store) one key and value in
+``streams.runtime.stored_schedule.StoredAnnouncements`` (the worker's default with the RocksDB store) one key and value in
 a scratch database. This feeds the first N one-event dossiers of a data set through ``Processor.handle`` at its
 end, then announces every one's alerts (as the clock or a restart does) and prints what the announcing added to
 the process's RSS, then, in other runs, to Python's allocations (tracemalloc). One process per figure.
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import AT, proc_memory  # noqa: E402
-from streams.processor import Processor  # noqa: E402
-from streams.stored_schedule import StoredAnnouncements  # noqa: E402
+from streams.runtime.processor import Processor  # noqa: E402
+from streams.runtime.stored_schedule import StoredAnnouncements  # noqa: E402
 
 
 def measure(file: str, dossiers: int, stored: bool, trace: bool) -> None:

@@ -21,9 +21,9 @@ mode.loop.use("uvloop")  # the same event loop the product's worker runs on
 import faust  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from streams.pacing import install_empty_fetch_pause  # noqa: E402
+from streams.compat.pacing import install_empty_fetch_pause  # noqa: E402
 
-# The product's worker paces empty fetches against the embedded broker (streams/pacing.py); the baselines get the
+# The product's worker paces empty fetches against the embedded broker (streams/compat/pacing.py); the baselines get the
 # same pacing so that neither side pays for the broker's quirk and the comparison is of the agents alone.
 install_empty_fetch_pause()
 

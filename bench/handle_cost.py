@@ -14,7 +14,7 @@ in each (wrapping costs ~0.2 µs per call, so parts add up to a bit more than th
     bench/handle_cost.py                                   # bundled sample + /tmp/perf_sim.jsonl if present
     bench/handle_cost.py --tree /tmp/before FILE ...       # measure another checkout's models/ and streams/
     bench/handle_cost.py --against /tmp/before --repeats 3 # before/after interleaved, one process per run
-    python -m streams.cli simulate --out /tmp/perf_sim.jsonl --dossiers-per-day 500 --start 2025-12-01
+    python -m streams.tools.cli simulate --out /tmp/perf_sim.jsonl --dossiers-per-day 500 --start 2025-12-01
 
 Prints figures only, never asserts: timings on a shared VM vary by tens of percent, so compare medians.
 """
@@ -93,7 +93,7 @@ def feed(processor_cls, lines, nows) -> tuple[float, str]:
 
 def instrumented(processor_cls, lines, nows) -> dict[str, float]:
     """Seconds per wrapped ``models`` callable during one pass (calls nested in another wrapped one count twice)."""
-    import streams.processor as sp
+    import streams.runtime.processor as sp
     from models import events as ev
 
     spent: dict[str, float] = {}
@@ -141,7 +141,7 @@ def main() -> None:
 
     sys.path.insert(0, args.tree)
     import models
-    from streams.processor import Processor
+    from streams.runtime.processor import Processor
 
     print(f"tree: {Path(models.__file__).parents[1]}")
     files = args.files or [str(ROOT / "samples" / "sample-events.jsonl")] + \

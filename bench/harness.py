@@ -29,9 +29,9 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.settings import WorkerSettings  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from streams.tools.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.runtime.settings import WorkerSettings  # noqa: E402
+from streams.runtime.topics import ensure_topics  # noqa: E402
 
 PY = sys.executable
 AT = "2026-03-10T16:00:00+07:00"  # the simulator's default end: every generated event is at or before it
@@ -71,7 +71,7 @@ def simulate(path: Path, dossiers_per_day: float, start: str) -> None:
     if path.exists():
         return
     log(f"simulating {path.name} ({dossiers_per_day}/day from {start})")
-    subprocess.run([PY, "-m", "streams.cli", "simulate", "--out", str(path) + ".tmp", "--dossiers-per-day",
+    subprocess.run([PY, "-m", "streams.tools.cli", "simulate", "--out", str(path) + ".tmp", "--dossiers-per-day",
                     str(dossiers_per_day), "--start", start, "--end", AT], cwd=REPO, check=True, timeout=1800)
     os.replace(str(path) + ".tmp", path)
 
@@ -313,14 +313,14 @@ def phase_score(file: Path, runs: int, out: Path, events: int) -> tuple[dict, di
     times, docs = [], {}
     for i in range(runs):
         t0 = time.monotonic()
-        res = subprocess.run([PY, "-m", "streams.cli", "score", str(file), "--at", AT, "--period", "month:2026-03"],
+        res = subprocess.run([PY, "-m", "streams.tools.cli", "score", str(file), "--at", AT, "--period", "month:2026-03"],
                              cwd=REPO, capture_output=True, timeout=3600)
         times.append(time.monotonic() - t0)
         if res.returncode not in (0, 1):
             raise RuntimeError(res.stderr.decode()[-2000:])
         docs["month:2026-03"] = json.loads(res.stdout)
         log(f"score run {i + 1}: {times[-1]:.2f} s, {events / times[-1]:.0f} ev/s")
-    res = subprocess.run([PY, "-m", "streams.cli", "score", str(file), "--at", AT, "--period", "quarter:2026-Q1"],
+    res = subprocess.run([PY, "-m", "streams.tools.cli", "score", str(file), "--at", AT, "--period", "quarter:2026-Q1"],
                          cwd=REPO, capture_output=True, timeout=3600)
     docs["quarter:2026-Q1"] = json.loads(res.stdout)
     s = spread([events / t for t in times])

@@ -2,7 +2,7 @@
 """Two figures of a worker at rest, on the embedded broker: CPU while idle, and the cost of one /metrics scrape.
 
 1. A worker with nothing to read: CPU of the worker and of the broker over ``--seconds`` (from /proc), which is
-   what empty-fetch pacing (streams/pacing.py) is for.
+   what empty-fetch pacing (streams/compat/pacing.py) is for.
 2. The same worker after ``--events`` events of the quick data set (bench/run --quick makes it): /metrics read
    back to back for ``--seconds``; mean time per scrape, body size and sample count.
 
@@ -26,9 +26,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import harness  # noqa: E402
-from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.settings import WorkerSettings  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from streams.tools.broker import EmbeddedBroker  # noqa: E402
+from streams.runtime.settings import WorkerSettings  # noqa: E402
+from streams.runtime.topics import ensure_topics  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

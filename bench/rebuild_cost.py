@@ -33,14 +33,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.dossier import encode_state, evaluate, next_change_at, pack_settled  # noqa: E402
+from models.dossier import encode_state, pack_settled
+from models.evaluation import evaluate, next_change_at  # noqa: E402
 from models.figures import iter_lines, replay  # noqa: E402
-from streams.clock import DeadlineSchedule  # noqa: E402
-from streams.settings import WorkerSettings  # noqa: E402
-from streams.stored_schedule import StoredSchedule  # noqa: E402
-from streams.metrics import TallyBook  # noqa: E402
+from streams.runtime.clock import DeadlineSchedule  # noqa: E402
+from streams.runtime.settings import WorkerSettings  # noqa: E402
+from streams.runtime.stored_schedule import StoredSchedule  # noqa: E402
+from streams.runtime.tallies import TallyBook  # noqa: E402
 from models.tally import settled_of, settled_stamp  # noqa: E402
-from streams.processor import Processor  # noqa: E402
+from streams.runtime.processor import Processor  # noqa: E402
 
 END = "2026-03-10T16:00:00+07:00"
 

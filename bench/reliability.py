@@ -38,11 +38,11 @@ from models.calendar import TZ, WorkCalendar  # noqa: E402
 from models.dossier import Context  # noqa: E402
 from models.events import event_to_json  # noqa: E402
 from models.figures import replay, score_document  # noqa: E402
-from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.publisher import DossierEventPublisher  # noqa: E402
-from streams.settings import WorkerSettings  # noqa: E402
-from streams.simulator import SimulationConfig, Simulator  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from streams.tools.broker import EmbeddedBroker  # noqa: E402
+from streams.tools.publisher import DossierEventPublisher  # noqa: E402
+from streams.runtime.settings import WorkerSettings  # noqa: E402
+from streams.tools.simulator import SimulationConfig, Simulator  # noqa: E402
+from streams.runtime.topics import ensure_topics  # noqa: E402
 from tests.procs import WorkerProcess, figures_difference, figures_equal  # noqa: E402
 
 AT = datetime(2026, 3, 10, 16, 0, tzinfo=TZ)  # the simulator's default end: every event is at or before it

@@ -28,8 +28,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.reliability import _proc_status, committed, end_offsets  # noqa: E402
-from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.settings import WorkerSettings  # noqa: E402
+from streams.tools.broker import EmbeddedBroker  # noqa: E402
+from streams.runtime.settings import WorkerSettings  # noqa: E402
 from tests.procs import WorkerProcess  # noqa: E402
 
 ONESTOP = str(Path(sys.executable).with_name("onestop"))

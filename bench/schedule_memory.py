@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Bytes one open dossier costs in a partition's in-memory deadline schedule (``streams.clock.DeadlineSchedule``).
+"""Bytes one open dossier costs in a partition's in-memory deadline schedule (``streams.runtime.clock.DeadlineSchedule``).
 
 The memory goal (docs/benchmarks.md) is 300 bytes of RSS per tracked dossier; the dossier states live in RocksDB,
 but in this schedule every open dossier's next check is a Python heap entry and a dict entry keyed by its code.
-That is why the worker keeps the schedule in RocksDB (``streams.stored_schedule``; ``bench/state_memory.py``
+That is why the worker keeps the schedule in RocksDB (``streams.runtime.stored_schedule``; ``bench/state_memory.py``
 measures both) whenever its table is there; the memory store still uses this one. Measured with tracemalloc on
 ``--entries`` dossiers with codes of the simulator's length, once freshly scheduled and once after every dossier was
 rescheduled ``--moves`` times (stale heap entries wait for the next compaction, at twice the live entries).
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.calendar import TZ  # noqa: E402
-from streams.clock import DeadlineSchedule  # noqa: E402
+from streams.runtime.clock import DeadlineSchedule  # noqa: E402
 
 
 def traced(build) -> tuple[object, int]:

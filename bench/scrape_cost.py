@@ -47,8 +47,9 @@ def main() -> int:
         print(f"no data at {args.data}: run bench/run once to make it (or pass --data)")
         return 1
     sys.path.insert(0, str(args.tree.resolve()))
-    from streams.metrics import PipelineHealth, TallyBook, new_registry, render
-    from streams.processor import Processor
+    from streams.runtime.tallies import PipelineHealth, TallyBook
+    from streams.serve.metrics import new_registry, render
+    from streams.runtime.processor import Processor
 
     need = args.events + args.events_between * args.scrapes
     with args.data.open("rb") as f:

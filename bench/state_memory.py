@@ -51,11 +51,11 @@ def main() -> int:
 
     from faust.stores.rocksdb import RocksDBOptions
 
-    from streams.app import PartitionState, _table_key
-    from streams.clock import DeadlineSchedule
-    from streams.processor import Processor
-    from streams.settings import WorkerSettings
-    from streams.stored_schedule import StoredSchedule
+    from streams.runtime.partitions import PartitionState, _table_key
+    from streams.runtime.clock import DeadlineSchedule
+    from streams.runtime.processor import Processor
+    from streams.runtime.settings import WorkerSettings
+    from streams.runtime.stored_schedule import StoredSchedule
 
     data = ROOT / "var" / "bench" / f"received-{args.dossiers}.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ import msgspec
 
 from . import events as ev
 from .config import config_as_dict
-from .dossier import Context, DossierState, View, apply, evaluate
+from models.dossier import Context, DossierState, apply
+from models.evaluation import View, evaluate
 from .index766 import Catalogue, load_catalogue, score_unit, sum_tallies
 from .tally import ContributionSum, parse_period, unit_period_tallies
 

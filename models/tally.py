@@ -21,7 +21,8 @@ import msgspec
 
 from .calendar import TZ
 from .config import MonitorConfig, config_as_dict
-from .dossier import Settled, View, alert_suffixes, alerts_of, working_seconds_between
+from models.dossier import Settled
+from models.evaluation import View, alert_suffixes, alerts_of, working_seconds_between
 
 GRANULARITIES = ("month", "quarter", "year")
 LIVE = "live"
@@ -321,7 +322,7 @@ METRICS = (
 )
 _METRIC_NUMBER = {name: i for i, name in enumerate(METRICS)}
 #: The modules whose code decides a contribution: any change to them retires every stored ``Settled``.
-_RULE_SOURCES = ("calendar.py", "config.py", "dossier.py", "tally.py")
+_RULE_SOURCES = ("calendar.py", "calendar_documents.py", "config.py", "dossier.py", "evaluation.py", "tally.py")
 
 
 @lru_cache(maxsize=64)

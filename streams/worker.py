@@ -1,4 +1,5 @@
-"""Run one worker: create the topics, build the app, serve until SIGTERM.
+"""The composition root: builds the worker's Faust app (streams.runtime), attaches what it serves
+(streams.serve) and runs it until SIGTERM.
 
 ``python -m streams.worker --broker 127.0.0.1:9092 --web-port 6066 --data-dir DIR`` works on its own (tests use
 it); the ``onestop worker`` command calls ``run_worker`` with the same settings.
@@ -17,22 +18,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .broker import GroupJanitor
-from .clock import Clock, clock_from_settings
-from .security import describe as describe_security
-from .security import kafka_client_config
-from .journal import WriteJournal
-from .settings import WorkerSettings, settings_from_args
-from .topics import ensure_topics
+from streams.runtime.janitor import GroupJanitor
+from streams.runtime.clock import Clock, clock_from_settings
+from streams.runtime.security import describe as describe_security
+from streams.runtime.security import kafka_client_config
+from streams.runtime.journal import WriteJournal
+from streams.runtime.settings import WorkerSettings, settings_from_args
+from streams.runtime.topics import ensure_topics
 
-__all__ = ["run_worker", "load_processor", "main"]
+__all__ = ["build_app", "run_worker", "load_processor", "main"]
 
 log = logging.getLogger(__name__)
 
 CLEAN_STOP_MARKER = "clean-stop"
-#: After a crash, keep the local tables and repair them from the write journal (streams.journal) rather than
+#: After a crash, keep the local tables and repair them from the write journal (streams.runtime.journal) rather than
 #: discard them and read the whole changelog. 0 restores the discard.
 KEEP_STATE_AFTER_CRASH = os.environ.get("ONESTOP_KEEP_STATE_AFTER_CRASH", "1") != "0"
+
+
+def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> Any:
+    """The worker's Faust app with ``/metrics`` and the read API attached; the runtime is ``app.onestop_runtime``."""
+    from streams.runtime.app import build_stream_app
+    from streams.serve import readapi
+    from streams.serve.metrics import new_registry
+
+    app = build_stream_app(settings, processor, clock)
+    runtime = app.onestop_runtime
+    readapi.register(app, runtime, new_registry(runtime))
+    return app
 
 
 def load_processor(spec: str | None = None) -> Any:
@@ -44,10 +57,10 @@ def load_processor(spec: str | None = None) -> Any:
         target = getattr(importlib.import_module(module_name), attr)
         return target if hasattr(target, "handle") and not isinstance(target, type) else target()
     try:
-        from .processor import default_processor
+        from streams.runtime.processor import default_processor
     except ImportError as exc:
         raise RuntimeError(
-            "streams.processor is not available; pass --processor package.module:factory"
+            "streams.runtime.processor is not available; pass --processor package.module:factory"
         ) from exc
     return default_processor()
 
@@ -58,7 +71,6 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
 
     if settings.loop == "uvloop":
         mode.loop.use("uvloop")
-    from .app import build_app
 
     ensure_topics(settings.broker, settings)
     janitor = None

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.tools.broker import EmbeddedBroker
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from streams.broker import free_port
+from streams.tools.broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

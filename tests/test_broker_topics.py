@@ -6,9 +6,9 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from streams.broker import BrokerStartError, EmbeddedBroker
-from streams.settings import WorkerSettings
-from streams.topics import TopicMismatchError, describe_partitions, ensure_topics, topic_specs
+from streams.tools.broker import BrokerStartError, EmbeddedBroker
+from streams.runtime.settings import WorkerSettings
+from streams.runtime.topics import TopicMismatchError, describe_partitions, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.broker
 

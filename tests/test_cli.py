@@ -8,7 +8,7 @@ from tests.builders import SAMPLE_AT, SAMPLE_FILE, raw, sample_lines
 
 
 def onestop(*args):
-    return subprocess.run([sys.executable, "-m", "streams.cli", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *map(str, args)], capture_output=True, text=True)
 
 
 def test_validate_accepts_the_sample():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.cli import app as cli_app
-from streams.settings import WorkerSettings
+from streams.tools.cli import app as cli_app
+from streams.runtime.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

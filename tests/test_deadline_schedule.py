@@ -1,4 +1,4 @@
-"""The deadline schedule (streams/clock.py): whatever sequence of reschedules, cancellations and pops, it pops what
+"""The deadline schedule (streams/runtime/clock.py): whatever sequence of reschedules, cancellations and pops, it pops what
 a plain dictionary of next checks says is due, earliest first, and after every (re)scheduling its heap of lazily
 deleted entries is within its bound."""
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.calendar import TZ
-from streams.clock import DeadlineSchedule
+from streams.runtime.clock import DeadlineSchedule
 
 START = datetime(2026, 3, 10, 16, tzinfo=TZ)
 CODES = [f"G22.001-251201-{n:06d}" for n in range(8)]

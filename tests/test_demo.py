@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import free_port
+from streams.tools.broker import free_port
 from tests.procs import http, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_demo_shows_figures_and_overdue_dossiers_then_leaves_nothing_running(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--duration", "50", "--no-live",
+    demo = subprocess.Popen([sys.executable, "-m", "streams.tools.cli", "demo", "--duration", "50", "--no-live",
                              "--history-days", "10", "--dossiers-per-day", "120", "--web-port", str(port)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -7,7 +7,8 @@ import pytest
 
 from models.calendar import WorkCalendar
 from models.config import MonitorConfig
-from models.dossier import Context, alerts_of, apply, decode_state, encode_state, evaluate, next_change_at
+from models.dossier import Context, apply, decode_state, encode_state
+from models.evaluation import alerts_of, evaluate, next_change_at
 from models.events import EventError
 from tests.builders import event, iso, received, t
 

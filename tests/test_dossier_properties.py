@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.calendar import WorkCalendar
-from models.dossier import Context, apply, evaluate
+from models.dossier import Context, apply
+from models.evaluation import evaluate
 from models.tally import contribution
 from tests.builders import event, iso, received, t
 

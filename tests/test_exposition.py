@@ -1,4 +1,4 @@
-"""/metrics text (streams/exposition.py): the fast writer gives byte for byte what prometheus-client writes for the
+"""/metrics text (streams/serve/exposition.py): the fast writer gives byte for byte what prometheus-client writes for the
 same registry, including label values that need escaping, unknown tally keys and values that Go prints with an
 exponent."""
 
@@ -14,10 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from models.tally import LIVE
-from streams.clock import FrozenClock
-from streams.exposition import TextGauge, format_value, render
-from streams.metrics import PipelineHealth, TallyBook, current_periods, new_registry
-from streams.processor import Processor
+from streams.runtime.clock import FrozenClock
+from streams.serve.exposition import TextGauge, format_value, render
+from streams.runtime.tallies import PipelineHealth, TallyBook, current_periods
+from streams.serve.metrics import new_registry
+from streams.runtime.processor import Processor
 
 
 class _Runtime:

@@ -33,7 +33,7 @@ def test_sample_covers_agencies_communes_and_tet():
 
 
 def test_sample_file_is_regenerated_identically():
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--sample", "--out", "/dev/stdout"],
+    out = subprocess.run([sys.executable, "-m", "streams.tools.cli", "simulate", "--sample", "--out", "/dev/stdout"],
                          capture_output=True, check=True)
     assert out.stdout == SAMPLE_FILE.read_bytes(), "samples/sample-events.jsonl is stale: regenerate it"
 

@@ -43,10 +43,11 @@ from models import events as ev
 from models.calendar import CalendarError, WorkCalendar, load_calendar_file
 from models.dossier import Context
 from models.figures import replay, score_document
-from streams.app import DLQ_MAX_VALUE_BYTES, PartitionState, Runtime
-from streams.clock import FrozenClock
-from streams.processor import Processor
-from streams.settings import WorkerSettings
+from streams.runtime.runtime import DLQ_MAX_VALUE_BYTES, Runtime
+from streams.runtime.partitions import PartitionState
+from streams.runtime.clock import FrozenClock
+from streams.runtime.processor import Processor
+from streams.runtime.settings import WorkerSettings
 from tests.builders import SAMPLE_AT, SAMPLE_FILE, sample_lines
 
 NOW = datetime.fromisoformat(SAMPLE_AT)
@@ -562,7 +563,7 @@ EXAMPLES = 420  # 10,500 records
 
 
 def test_ten_thousand_hostile_records_are_each_refused_with_their_reason(loaded: Ingest, oracle: dict, caplog) -> None:
-    caplog.set_level(logging.CRITICAL, logger="streams.app")
+    caplog.set_level(logging.CRITICAL, logger="streams.runtime")
     ingest, rt = loaded, loaded.runtime
     tallies_before, writes_before = rt.all_tallies(), _Table.writes
     meta_before, processed_before = copy.deepcopy(rt.processor.unit_meta), dict(rt.health.processed.values)
@@ -646,7 +647,7 @@ def mixed_stream(lines: list[bytes], hostile: list[Hostile], seed: int = 7) -> l
 
 def test_memory_stays_flat_while_hostile_records_stream_through(loaded: Ingest, caplog) -> None:
     # The catch-all logs each processor_error with its traceback; pytest would keep those records in memory.
-    caplog.set_level(logging.CRITICAL, logger="streams.app")
+    caplog.set_level(logging.CRITICAL, logger="streams.runtime")
     ingest = loaded
     records = corpus(3_000, seed=99)
     for h in records[:500]:  # warm caches (decoders, calendar tables, label slots)
@@ -744,7 +745,7 @@ def test_events_of_dossiers_never_received_change_no_figure(loaded: Ingest, orac
 
 
 def _onestop(*args: Any) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *map(str, args)], capture_output=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *map(str, args)], capture_output=True, timeout=300)
 
 
 def _file_safe(h: Hostile) -> bool:
@@ -976,10 +977,10 @@ def test_onestop_replay_dead_letters_a_line_bigger_than_a_kafka_record_and_goes_
                                                                                    tmp_path) -> None:
     from kafka import KafkaConsumer
 
-    from streams.publisher import DLQ_MAX_VALUE_BYTES as PUBLISHER_DLQ_MAX
-    from streams.publisher import DossierEventPublisher
-    from streams.replay import replay_file
-    from streams.topics import ensure_topics
+    from streams.tools.publisher import DLQ_MAX_VALUE_BYTES as PUBLISHER_DLQ_MAX
+    from streams.tools.publisher import DossierEventPublisher
+    from streams.tools.replay import replay_file
+    from streams.runtime.topics import ensure_topics
 
     settings = WorkerSettings(topic_prefix=topic_prefix, app_id=topic_prefix + "app")
     ensure_topics(kafka_bootstrap, settings)

@@ -12,7 +12,7 @@ import json
 import kafka
 import pytest
 
-from streams.broker import GroupJanitor
+from streams.runtime.janitor import GroupJanitor
 
 OWN = "http://127.0.0.1:1"  # nothing listens on port 1: our own URL is judged by member id, never by the port
 OTHER_DEAD = "http://127.0.0.1:2"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.journal import CARRIED, FILES, WriteJournal, read_entries
+from streams.runtime.journal import CARRIED, FILES, WriteJournal, read_entries
 from streams.worker import prepare_local_state
 
 
@@ -123,8 +123,8 @@ def test_after_a_failed_changelog_send_the_runtime_releases_nothing_more(tmp_pat
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import Runtime
-    from streams.settings import WorkerSettings
+    from streams.runtime.runtime import Runtime
+    from streams.runtime.settings import WorkerSettings
 
     async def scenario() -> None:
         runtime = Runtime(WorkerSettings(), SimpleNamespace(handle=lambda value, stored, now: None), clock=None)

@@ -19,11 +19,11 @@ from tests.loopback import AlertWebhook
 import yaml
 
 from models.calendar import TZ
-from streams.broker import free_port
-from streams.mixin.alertmanager import alertmanager_config
-from streams.mixin.config import DEFAULT_CONFIG, replace
-from streams.mixin.generate import committed_years
-from streams.mixin.worktime import calendar_facts, in_intervals, load_work_calendar
+from streams.tools.broker import free_port
+from monitoring.alertmanager import alertmanager_config
+from monitoring.config import DEFAULT_CONFIG, replace
+from monitoring.generate import committed_years
+from monitoring.worktime import calendar_facts, in_intervals, load_work_calendar
 
 REPO = Path(__file__).resolve().parents[1]
 AM_FILE = REPO / "alerts" / "alertmanager.yml"

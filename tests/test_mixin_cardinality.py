@@ -1,5 +1,5 @@
 """Cardinality budget (alerts/README.md): what one worker exposes for a province of 150 units, counted on the real
-exposition code (streams.metrics.TallyCollector with the product's processor) fed synthetic tallies in which
+exposition code (streams.serve.metrics.TallyCollector with the product's processor) fed synthetic tallies in which
 every unit has every tally key in every period, so the count is the worst case for that many units."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from datetime import datetime
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.tally import LIVE
-from streams.clock import FrozenClock
-from streams.metrics import (KNOWN_CHANNELS, KNOWN_OPEN, KNOWN_OUTCOMES, PLAIN_KEYS, RENAMED_KEYS, PipelineHealth,
-                             TallyBook, current_periods, new_registry, render)
-from streams.processor import Processor
+from streams.runtime.clock import FrozenClock
+from streams.serve.metrics import (KNOWN_CHANNELS, KNOWN_OPEN, KNOWN_OUTCOMES, PLAIN_KEYS, RENAMED_KEYS, new_registry, render)
+from streams.runtime.tallies import PipelineHealth, TallyBook, current_periods
+from streams.runtime.processor import Processor
 
 UNITS = 150
 #: Series per unit that the exposition may use (documented in alerts/README.md).

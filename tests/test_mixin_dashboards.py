@@ -19,9 +19,9 @@ import pytest
 from tests.loopback import LoopbackServer, QuietHandler
 import yaml
 
-from streams.mixin.config import DEFAULT_CONFIG
-from streams.mixin.dashboards import UIDS, panel_queries
-from streams.mixin.push import load_committed_dashboards, push_dashboards
+from monitoring.config import DEFAULT_CONFIG
+from monitoring.dashboards import UIDS, panel_queries
+from monitoring.push import load_committed_dashboards, push_dashboards
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "dashboards" / "schema" / "dashboard.schema.json").read_text(encoding="utf-8"))

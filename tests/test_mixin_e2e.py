@@ -33,13 +33,13 @@ from models.dossier import Context
 from models.figures import SHARES, iter_lines, replay, tallies_of, unit_meta_of
 from models.index766 import load_catalogue, score_unit, sum_tallies
 from models.tally import LIVE, parse_period, period_key
-from streams.broker import free_port
-from streams.mixin.alertmanager import alertmanager_config
-from streams.mixin.config import DEFAULT_CONFIG, replace
-from streams.mixin.dashboards import all_dashboards, panel_queries
-from streams.mixin.generate import REPO, committed_years, dump_yaml
-from streams.mixin.rules import alert_groups, recording_groups, tally_keys
-from streams.mixin.worktime import calendar_facts
+from streams.tools.broker import free_port
+from monitoring.alertmanager import alertmanager_config
+from monitoring.config import DEFAULT_CONFIG, replace
+from monitoring.dashboards import all_dashboards, panel_queries
+from monitoring.generate import REPO, committed_years, dump_yaml
+from monitoring.rules import alert_groups, recording_groups, tally_keys
+from monitoring.worktime import calendar_facts
 from tests.loopback import AlertWebhook
 from tests.procs import WorkerProcess, wait_for
 

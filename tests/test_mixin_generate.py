@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.mixin import generate as gen
-from streams.mixin.config import DEFAULT_CONFIG, MixinConfigError, load_config, parse_config, replace
-from streams.mixin.rules import alert_groups, recording_groups
-from streams.mixin.worktime import calendar_facts
+from monitoring import generate as gen
+from monitoring.config import DEFAULT_CONFIG, MixinConfigError, load_config, parse_config, replace
+from monitoring.rules import alert_groups, recording_groups
+from monitoring.worktime import calendar_facts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_replace_keeps_validation() -> None:
 def test_indicator_rules_follow_the_catalogue_rows() -> None:
     """Every event-computable indicator has numerator, denominator and ratio rules per level; scored ones a score."""
     from models.index766 import load_catalogue
-    from streams.mixin.rules import indicators_in_force
+    from monitoring.rules import indicators_in_force
 
     facts = calendar_facts(DEFAULT_CONFIG, (2026,))
     rules = [r for g in recording_groups(DEFAULT_CONFIG, facts) for r in g["rules"]]
@@ -118,7 +118,7 @@ def test_cli_generate_and_check(tmp_path: Path) -> None:
     """The typer sub-apps the product CLI mounts (`onestop mixin ...`)."""
     from typer.testing import CliRunner
 
-    from streams.mixin.cli import mixin_app
+    from monitoring.cli import mixin_app
 
     runner = CliRunner()
     out = runner.invoke(mixin_app, ["generate", "--root", str(tmp_path), "--year", "2026", "--year", "2027"])

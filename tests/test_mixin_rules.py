@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from models.index766 import load_catalogue, score_unit, sum_tallies
-from streams.mixin.config import DEFAULT_CONFIG
-from streams.mixin.generate import committed_years
-from streams.mixin.worktime import calendar_facts
+from monitoring.config import DEFAULT_CONFIG
+from monitoring.generate import committed_years
+from monitoring.worktime import calendar_facts
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "alerts"

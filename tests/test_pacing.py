@@ -1,4 +1,4 @@
-"""Fetch pacing (streams/pacing.py) on a real broker: an idle consumer no longer spins on empty fetches, and a
+"""Fetch pacing (streams/compat/pacing.py) on a real broker: an idle consumer no longer spins on empty fetches, and a
 record that arrives is still delivered."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aiokafka.consumer.fetcher import Fetcher
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streams.pacing import install_empty_fetch_pause
+from streams.compat.pacing import install_empty_fetch_pause
 
 pytestmark = pytest.mark.broker
 

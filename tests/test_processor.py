@@ -11,7 +11,7 @@ from models.dossier import Context
 from models.figures import replay, score_document
 from models.index766 import combine
 from models.tally import add_into
-from streams.processor import Processor
+from streams.runtime.processor import Processor
 from tests.builders import SAMPLE_AT, raw, received, sample_lines
 
 NOW = datetime.fromisoformat(SAMPLE_AT)
@@ -129,7 +129,8 @@ def test_open_dossiers_are_rebuilt_from_their_standing_rows_while_the_rows_hold(
     same alerts to announce (all of them after a restart, none once announced); one outside the window (before,
     or after the clock moved the dossier) evaluates it, as does one under another stamp."""
     from models.config import MonitorConfig
-    from models.dossier import alerts_of, decode_state, encode_state, evaluate, read_settled
+    from models.dossier import decode_state, encode_state, read_settled
+    from models.evaluation import alerts_of, evaluate
 
     p, store, _tallies, *_ = run(sample_lines())
     ctx = Context(now=NOW, calendar=WorkCalendar.default())

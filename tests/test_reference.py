@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from models.calendar import WorkCalendar, load_calendar_file
 from models.dossier import Context
 from models.figures import replay, score_document
-from streams.reference import ReferenceFollower, build_calendar
+from streams.runtime.reference import ReferenceFollower, build_calendar
 from tests.builders import SAMPLE_AT, sample_lines
 from tests.procs import wait_for
 from tests.test_stream import Deployment
@@ -67,13 +67,13 @@ def test_a_newer_calendar_on_the_topic_moves_computed_deadlines_in_every_worker(
         assert unchanged["units"] != want["month:2026-03"]["units"]  # the correction does change figures
         bad = tmp_path / "bad.yaml"
         bad.write_text(cal_v2.read_text().replace("version: 2", "version: 3").replace("2026-03-05", "2027-03-05"))
-        out = subprocess.run([sys.executable, "-m", "streams.cli", "reference", "calendar", str(bad), "--broker",
+        out = subprocess.run([sys.executable, "-m", "streams.tools.cli", "reference", "calendar", str(bad), "--broker",
                               kafka_bootstrap, "--topic", d.settings.calendar], capture_output=True, text=True)
         assert out.returncode == 2 and "not in year 2026" in out.stderr  # refused before it is published
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
         producer.send(d.settings.calendar, key=b"vn-public-sector:2026", value=b"version: [broken")  # bypassing the CLI
         producer.flush()
-        out = subprocess.run([sys.executable, "-m", "streams.cli", "reference", "calendar", str(cal_v2), "--broker",
+        out = subprocess.run([sys.executable, "-m", "streams.tools.cli", "reference", "calendar", str(cal_v2), "--broker",
                               kafka_bootstrap, "--topic", d.settings.calendar], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         wait_for(
@@ -83,7 +83,7 @@ def test_a_newer_calendar_on_the_topic_moves_computed_deadlines_in_every_worker(
         units = tmp_path / "units.yaml"
         units.write_text(yaml.safe_dump([{"unit_code": "T99.S01", "name": "Sở Tư pháp", "level": "agency",
                                           "province_code": "T42"}], allow_unicode=True))
-        out = subprocess.run([sys.executable, "-m", "streams.cli", "reference", "units", str(units), "--broker",
+        out = subprocess.run([sys.executable, "-m", "streams.tools.cli", "reference", "units", str(units), "--broker",
                               kafka_bootstrap, "--topic", d.settings.units], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
 

@@ -1,4 +1,4 @@
-"""The client-library repairs of streams/repairs.py: each shows the failure it exists for, then that it is gone.
+"""The client-library repairs of streams/compat/repairs.py: each shows the failure it exists for, then that it is gone.
 
 The broker-restart fault test (tests/test_faults.py) is the end-to-end proof; these pin the mechanisms, so a
 library upgrade that changes the patched surfaces fails here with a clear name.
@@ -14,7 +14,7 @@ from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from streams.repairs import install_closed_transport_repair, install_complete_buffer_flush
+from streams.compat.repairs import install_closed_transport_repair, install_complete_buffer_flush
 
 
 async def _connection_whose_broker_went_away() -> tuple[AIOKafkaConnection, asyncio.Future, asyncio.AbstractServer]:
@@ -155,13 +155,13 @@ def test_repaired_flush_returns_only_when_every_record_reached_the_client() -> N
     assert asyncio.run(scenario()) == (0, 3)
 
 
-# -- the source-offset guard, commit side (streams.repairs.guard_source_gaps) ------------------------------------
+# -- the source-offset guard, commit side (streams.compat.repairs.guard_source_gaps) ------------------------------------
 
 
 def _guarded_app(name, applied):
     import faust
 
-    from streams.repairs import guard_source_gaps
+    from streams.compat.repairs import guard_source_gaps
 
     app = faust.App(name, broker="kafka://127.0.0.1:1", store="memory://")
     guard_source_gaps(app, "events", applied=None if applied is None else (lambda p: applied.setdefault(p, set())))
@@ -252,7 +252,7 @@ def test_a_record_skipped_while_later_ones_were_applied_is_read_again(guarded_co
                                                                       monkeypatch) -> None:
     """Commits held at a record never applied would hold the partition's lag up for good; after a while the
     partition is read again from that record (idempotent), which lets the commits go on."""
-    import streams.repairs as repairs
+    import streams.compat.repairs as repairs
     from faust.types import TP
 
     tp = TP("events", 3)

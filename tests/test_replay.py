@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.replay import Checkpoint, ordered, read_lines
+from streams.tools.replay import Checkpoint, ordered, read_lines
 from tests.builders import SAMPLE_FILE, iso, raw, received, sample_lines
 from tests.test_stream import Deployment, oracle, wait_equal  # noqa: F401  (fixture)
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def onestop(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "streams.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "streams.tools.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.mark.broker

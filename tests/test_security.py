@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.broker import EmbeddedBroker
-from streams.security import (SecurityConfigError, api_token, bearer_ok, describe, faust_broker_settings,
-                              kafka_client_config, kafka_ssl_context)
-from streams.settings import WorkerSettings
+from streams.tools.broker import EmbeddedBroker
+from streams.runtime.security import (SecurityConfigError, api_token, bearer_ok, describe, faust_broker_settings, kafka_client_config, kafka_ssl_context)
+from streams.runtime.settings import WorkerSettings
 from tests.builders import SAMPLE_AT, sample_lines
 from tests.procs import WorkerProcess, figures_equal, http, listening_addresses, wait_for
 
@@ -166,9 +165,9 @@ def test_sasl_ssl_settings_reach_kafka_python_and_faust(tmp_path) -> None:
 def test_the_worker_app_is_built_with_the_credentials(tmp_path) -> None:
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from streams.app import build_app
-    from streams.clock import FrozenClock
-    from streams.processor import Processor
+    from streams.worker import build_app
+    from streams.runtime.clock import FrozenClock
+    from streams.runtime.processor import Processor
 
     s = WorkerSettings(data_dir=tmp_path / "data", kafka_security_protocol="SASL_PLAINTEXT",
                        kafka_sasl_username="u", kafka_sasl_password="p")
@@ -179,9 +178,9 @@ def test_the_worker_app_is_built_with_the_credentials(tmp_path) -> None:
 
 
 def test_metrics_behind_a_token_without_a_token_is_refused_at_start(tmp_path) -> None:
-    from streams.app import build_app
-    from streams.clock import FrozenClock
-    from streams.processor import Processor
+    from streams.worker import build_app
+    from streams.runtime.clock import FrozenClock
+    from streams.runtime.processor import Processor
 
     with pytest.raises(SecurityConfigError, match="metrics_require_token needs api_token"):
         build_app(WorkerSettings(data_dir=tmp_path / "data", metrics_require_token=True), Processor(),
@@ -276,12 +275,12 @@ def _ssl_settings(tmp_path: Path, port: int, ca_pem: str) -> WorkerSettings:
 
 
 def test_admin_clients_speak_verified_tls_to_the_broker(tmp_path, tls_endpoint, monkeypatch) -> None:
-    import streams.topics
-    from streams.topics import ensure_topics
+    import streams.runtime.topics
+    from streams.runtime.topics import ensure_topics
 
-    real = streams.topics.KafkaAdminClient
+    real = streams.runtime.topics.KafkaAdminClient
     # The endpoint is no broker, so give up bootstrapping after 1.5 s instead of kafka-python's 30 s.
-    monkeypatch.setattr(streams.topics, "KafkaAdminClient", lambda **kw: real(bootstrap_timeout_ms=1500, **kw))
+    monkeypatch.setattr(streams.runtime.topics, "KafkaAdminClient", lambda **kw: real(bootstrap_timeout_ms=1500, **kw))
     good = _ssl_settings(tmp_path, tls_endpoint.port, TEST_CA_PEM)
     with pytest.raises(Exception):  # the endpoint is no Kafka broker: the point is the handshake before that
         ensure_topics(good.broker, good, timeout=2)
@@ -339,7 +338,7 @@ def test_the_embedded_broker_listens_on_loopback_only(tmp_path) -> None:
 
 
 def test_the_demo_starts_prometheus_and_alertmanager_on_loopback_only() -> None:
-    source = (REPO / "streams" / "demo.py").read_text(encoding="utf-8")
+    source = (REPO / "streams" / "tools" / "demo.py").read_text(encoding="utf-8")
     listens = re.findall(r"--(?:web|cluster)\.listen-address=([^\"' ,)]*)", source)
     assert listens and all(v.startswith("127.0.0.1:") or v == "" for v in listens), listens
 

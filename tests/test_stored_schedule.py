@@ -1,4 +1,4 @@
-"""The deadline schedule kept in RocksDB (streams/stored_schedule.py) behaves as the in-memory one: whatever sequence
+"""The deadline schedule kept in RocksDB (streams/runtime/stored_schedule.py) behaves as the in-memory one: whatever sequence
 of reschedules, cancellations and pops, both pop what a plain dictionary of next checks says is due, earliest first,
 and report the same next check, size and scheduled instants. Its database is scratch space: a new schedule starts
 empty even where a crashed process left one, and closing it removes it."""
@@ -14,13 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.calendar import TZ
-from streams.clock import DeadlineSchedule
+from streams.runtime.clock import DeadlineSchedule
 import os
 import subprocess
 import sys
 
-from streams.stored_schedule import (StoredAnnouncements, StoredSchedule, announcements_path, clear_abandoned,
-                                     schedule_path)
+from streams.runtime.stored_schedule import (StoredAnnouncements, StoredSchedule, announcements_path, clear_abandoned, schedule_path)
 
 START = datetime(2026, 3, 10, 16, tzinfo=TZ)
 CODES = [f"G22.001-251201-{n:06d}" for n in range(6)] + ["Đ.01-ü", "A", "AB"]  # prefixes of one another too
@@ -109,7 +108,7 @@ def test_a_schedule_starts_empty_where_a_crashed_process_left_one_and_closing_re
 
 
 def test_only_the_schedules_of_processes_that_are_gone_are_cleared(tmp_path: Path) -> None:
-    from streams.stored_schedule import _process_token
+    from streams.runtime.stored_schedule import _process_token
 
     root = tmp_path / "schedules"
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
@@ -142,10 +141,10 @@ def test_many_dossiers_rescheduled_many_times_pop_in_time_order(tmp_path: Path, 
 
 
 def test_the_runtime_keeps_schedules_in_rocksdb_and_closes_them_with_their_partition(tmp_path: Path) -> None:
-    from streams.app import Runtime
-    from streams.clock import FrozenClock
-    from streams.processor import Processor
-    from streams.settings import WorkerSettings
+    from streams.runtime.runtime import Runtime
+    from streams.runtime.clock import FrozenClock
+    from streams.runtime.processor import Processor
+    from streams.runtime.settings import WorkerSettings
 
     root = tmp_path / "schedules"
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
@@ -181,7 +180,7 @@ def test_the_runtime_keeps_schedules_in_rocksdb_and_closes_them_with_their_parti
 
 
 def test_checks_loaded_by_a_rebuild_are_seen_by_every_later_call(tmp_path: Path) -> None:
-    from streams.stored_schedule import LOAD_BATCH
+    from streams.runtime.stored_schedule import LOAD_BATCH
 
     n = LOAD_BATCH + 10  # one batch written, one pending
     codes = [f"G22.001-251201-{i:06d}" for i in range(n)]

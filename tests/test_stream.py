@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from models.calendar import WorkCalendar
 from models.dossier import Context
 from models.figures import replay, score_document
-from streams.publisher import DossierEventPublisher
-from streams.settings import WorkerSettings
-from streams.topics import ensure_topics
+from streams.tools.publisher import DossierEventPublisher
+from streams.runtime.settings import WorkerSettings
+from streams.runtime.topics import ensure_topics
 from tests.builders import SAMPLE_AT, raw, received, sample_lines
 from tests.procs import WorkerProcess, wait_for
 

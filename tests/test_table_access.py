@@ -1,4 +1,4 @@
-"""How the runtime reaches the dossier table (streams/app.py ``Runtime._partition_db``): directly in the RocksDB
+"""How the runtime reaches the dossier table (streams/runtime/partitions.py ``OwnedPartitions._partition_db``): directly in the RocksDB
 databases with keys encoded exactly as Faust's table encodes them, or through Faust's table for any other store.
 The end-to-end proof that the changelog and the databases hold what Faust would have written is tests/test_stream.py
 and the kill -9 / restart tests of tests/test_worker_smoke.py, which restore from both."""
@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.app import _table_key, build_app
-from streams.clock import FrozenClock
-from streams.processor import Processor
-from streams.settings import WorkerSettings
+from streams.runtime.partitions import _table_key
+from streams.worker import build_app
+from streams.runtime.clock import FrozenClock
+from streams.runtime.processor import Processor
+from streams.runtime.settings import WorkerSettings
 
 CLOCK = FrozenClock(datetime.fromisoformat("2026-03-10T16:00:00+07:00"))
 

@@ -11,11 +11,11 @@ from datetime import timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import dossier
+from models import dossier, evaluation
 from models.calendar import TZ, WorkCalendar
 from models.config import MonitorConfig
-from models.dossier import (Alert, Context, apply, decode_state, encode_state, evaluate, subtract_working_seconds,
-                            _standard_day_seconds)
+from models.dossier import Alert, Context, apply, decode_state, encode_state
+from models.evaluation import evaluate, subtract_working_seconds, _standard_day_seconds
 from models.tally import (GRANULARITIES, LIVE, ContributionSum, contribution, contribution_delta, difference,
                           parse_period, period_key, periods_between, settled_of, settled_stamp)
 from tests.builders import event, received, t
@@ -32,7 +32,7 @@ def reference_contribution(view, now) -> Counter:
     if view is None or view.received_at > now:
         return out
     unit = view.unit_code
-    j_rec = dossier.View._judge  # uncached judgement
+    j_rec = evaluation.View._judge  # uncached judgement
     for g in GRANULARITIES:
         pk = period_key(g, view.received_at)
         for metric, n in _reception(view):
@@ -89,7 +89,7 @@ def _reception(v):
 def reference_alerts(view, now) -> frozenset:
     out = []
     due_id = view.judged_due_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    j = dossier.View._judge(view, now)
+    j = evaluation.View._judge(view, now)
     if j.bucket == "open_due_soon":
         out.append(Alert(f"{view.code}:due_soon:{due_id}", "due_soon"))
     if j.bucket == "open_overdue":
@@ -190,7 +190,7 @@ def test_an_open_dossiers_rows_hold_until_its_next_change(log, carry_over, round
     at = data.draw(instants)
     ctx = Context(now=at, calendar=CAL, config=cfg)
     view = evaluate(state, ctx)
-    until = dossier.next_change_at(state, ctx, view)
+    until = evaluation.next_change_at(state, ctx, view)
     rows = settled_of(view, at, stamp, until)
     if view is None or view.end_at is not None:
         return  # ended dossiers: the test above
@@ -201,7 +201,7 @@ def test_an_open_dossiers_rows_hold_until_its_next_change(log, carry_over, round
         assert rows is not None and rows.ended_at is None and (rows.counted_at, rows.valid_until) == (at, until)
         state.settled = dossier.pack_settled(rows)
         rows = dossier.read_settled(decode_state(encode_state(state)).settled)
-    alerts, first = dossier.alerts_of(view, at), ContributionSum()
+    alerts, first = evaluation.alerts_of(view, at), ContributionSum()
     first.add(view, at)
     step = data.draw(st.sampled_from([timedelta(microseconds=1), timedelta(seconds=1), timedelta(hours=1)]))
     for later in {at, until - step, until - timedelta(microseconds=1), at + (until - at) * data.draw(st.floats(0, 1))}:
@@ -211,13 +211,13 @@ def test_an_open_dossiers_rows_hold_until_its_next_change(log, carry_over, round
         assert evaluated.totals() == first.totals()
         if carry_over:  # the reference counts as the default rules do
             assert evaluated.totals() == +reference_contribution(view, later)
-        assert dossier.alerts_of(view, later) == alerts
-        assert dossier.next_change_at(state, ctx.at(later)) == until
+        assert evaluation.alerts_of(view, later) == alerts
+        assert evaluation.next_change_at(state, ctx.at(later)) == until
         if rows is not None:
             stored = ContributionSum()
             stored.add_settled(rows)
             assert stored.totals() == evaluated.totals()
-            assert dossier.alerts_from_suffixes(view.code, rows.alerts) == alerts
+            assert evaluation.alerts_from_suffixes(view.code, rows.alerts) == alerts
 
 
 def test_a_settled_stamp_names_the_calendar_and_the_rules():
@@ -229,7 +229,7 @@ def test_a_settled_stamp_names_the_calendar_and_the_rules():
 
 
 def alerts_of_equal(view, now) -> bool:
-    return dossier.alerts_of(view, now) == reference_alerts(view, now)
+    return evaluation.alerts_of(view, now) == reference_alerts(view, now)
 
 
 @settings(max_examples=100, deadline=None)
@@ -247,7 +247,7 @@ def test_memoised_judgements_and_calendar_answers_equal_uncached_ones(log, round
     assert (view.original_due_at, view.original_due_at.tzinfo) == (due, due.tzinfo)
     assert view.limit_working_seconds == max(0.0, cal.working_seconds_between(rec.received_at, due))
     for at in times + times[::-1]:  # asked twice: the second answer comes from the memo
-        assert view.judge(at) == dossier.View._judge(view, at)
+        assert view.judge(at) == evaluation.View._judge(view, at)
         eff = view.effective_due_at(at)
         for d in (eff, eff.astimezone(timezone.utc), eff.astimezone(TZ)):
             threshold = max(cfg.due_soon_min_working_days * _standard_day_seconds(cal, d),
@@ -256,10 +256,10 @@ def test_memoised_judgements_and_calendar_answers_equal_uncached_ones(log, round
             got = view.due_soon_at(d)
             assert (got, got.tzinfo, got.utcoffset()) == (expected, expected.tzinfo, expected.utcoffset())
             expected = subtract_working_seconds(cal, d, cfg.apology_notice_working_days * _standard_day_seconds(cal, d))
-            got = dossier.apology_deadline(cal, d, cfg)
+            got = evaluation.apology_deadline(cal, d, cfg)
             assert (got, got.tzinfo) == (expected, expected.tzinfo)
-        assert dossier.working_seconds_between(cal, rec.received_at, at) == cal.working_seconds_between(rec.received_at, at)
-        assert dossier.next_month_start(at) == dossier._next_month_start.__wrapped__(at)
+        assert evaluation.working_seconds_between(cal, rec.received_at, at) == cal.working_seconds_between(rec.received_at, at)
+        assert evaluation.next_month_start(at) == evaluation._next_month_start.__wrapped__(at)
 
 
 def test_a_corrected_calendar_is_never_answered_from_the_old_calendar_memo():

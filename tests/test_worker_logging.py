@@ -11,9 +11,9 @@ import logging
 
 import pytest
 
-from streams.app import build_app
-from streams.processor import Processor
-from streams.settings import WorkerSettings
+from streams.worker import build_app
+from streams.runtime.processor import Processor
+from streams.runtime.settings import WorkerSettings
 from streams.worker import faust_worker
 
 from .test_table_access import CLOCK

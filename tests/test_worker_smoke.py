@@ -18,12 +18,12 @@ from datetime import datetime
 
 import pytest
 
-from streams.processor import RecordOutcome
+from streams.runtime.processor import RecordOutcome
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.procs import WorkerProcess, listening_addresses, wait_for
-from streams.settings import WorkerSettings
+from streams.runtime.settings import WorkerSettings
 
 pytestmark = pytest.mark.broker
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from .security import kafka_client_config
-from .settings import WorkerSettings
+from streams.runtime.security import kafka_client_config
+from streams.runtime.settings import WorkerSettings
 
 __all__ = ["TopicSpec", "TopicMismatchError", "topic_specs", "ensure_topics", "describe_partitions"]
 

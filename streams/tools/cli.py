@@ -46,8 +46,8 @@ _SECURITY_HELP = "Kafka security; every ONESTOP_KAFKA_* variable of the worker a
 def _kafka_security(protocol: Optional[str], mechanism: Optional[str], username: Optional[str],
                     password_file: Optional[Path], cafile: Optional[Path]) -> dict:
     """kafka-python options from the flags, then the worker's ONESTOP_KAFKA_* environment (passwords: file or env)."""
-    from streams.security import SecurityConfigError, kafka_client_config
-    from streams.settings import WorkerSettings
+    from streams.runtime.security import SecurityConfigError, kafka_client_config
+    from streams.runtime.settings import WorkerSettings
 
     try:
         settings = WorkerSettings.from_env(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,
@@ -138,7 +138,7 @@ def simulate(
     from datetime import date
 
     from models.events import event_to_json
-    from streams.simulator import SAMPLE, SimulationConfig, Simulator
+    from streams.tools.simulator import SAMPLE, SimulationConfig, Simulator
 
     if sample:
         cfg = SAMPLE
@@ -171,8 +171,8 @@ def replay(
     """Publish an event history in event-time order (backfill), with progress, rate and ETA; resumable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from streams.publisher import DossierEventPublisher
-    from streams.replay import replay_file
+    from streams.tools.publisher import DossierEventPublisher
+    from streams.tools.replay import replay_file
 
     security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
                                kafka_sasl_password_file, kafka_ssl_cafile)
@@ -209,8 +209,8 @@ def topics(
     kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
 ):
     """Create the topics with their partition counts and configs (idempotent; checks existing ones)."""
-    from streams.settings import WorkerSettings
-    from streams.topics import ensure_topics
+    from streams.runtime.settings import WorkerSettings
+    from streams.runtime.topics import ensure_topics
 
     _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password_file,
                     kafka_ssl_cafile)  # refuse a broken configuration before connecting
@@ -274,7 +274,7 @@ def publish_units(
     import yaml
     from kafka import KafkaProducer
 
-    from streams.reference import ReferenceError, parse_unit
+    from streams.runtime.reference import ReferenceError, parse_unit
 
     units = yaml.safe_load(file.read_text(encoding="utf-8")) or []
     records = []
@@ -306,7 +306,7 @@ def worker(
     data_dir: Optional[Path] = typer.Option(None, help="This worker's own state folder (env ONESTOP_DATA_DIR)."),
 ):
     """Run one stream worker (Faust) against a Kafka broker."""
-    from streams.settings import WorkerSettings
+    from streams.runtime.settings import WorkerSettings
     from streams.worker import run_worker
 
     run_worker(WorkerSettings.from_env(broker=broker, web_port=web_port, data_dir=data_dir))
@@ -326,14 +326,14 @@ def demo(
     data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its broker, worker and logs."),
 ):
     """Run everything on this machine: embedded broker, worker, simulated province, live view."""
-    from streams.demo import DemoOptions, run_demo
+    from streams.tools.demo import DemoOptions, run_demo
 
     raise typer.Exit(run_demo(DemoOptions(base_dir=data_dir, duration=duration, speed=speed, history_days=history_days,
                                           dossiers_per_day=dossiers_per_day, agencies=agencies, communes=communes,
                                           web_port=web_port, live_view=live, prometheus=prometheus)))
 
 
-from streams.mixin.cli import dashboards_app, mixin_app  # noqa: E402  (light: no runtime imports)
+from monitoring.cli import dashboards_app, mixin_app  # noqa: E402  (light: no runtime imports)
 
 app.add_typer(mixin_app, name="mixin", help="Generate and check the rules, alerts, Alertmanager config and dashboards.")
 app.add_typer(dashboards_app, name="dashboards", help="Push the dashboards to a Grafana through its HTTP API.")

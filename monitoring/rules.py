@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 
 from models.figures import SHARES
 from models.index766 import LEVELS, Catalogue, Indicator, load_catalogue
-from streams import metrics as exposition
+from streams.serve import metrics as exposition
 
-from .config import MixinConfig, duration_seconds
-from .worktime import (CALENDAR_COVERED, WORKING_TIME, CalendarFacts, working_seconds_record, working_seconds_rule,
-                       working_time_rules)
+from monitoring.config import MixinConfig, duration_seconds
+from monitoring.worktime import (CALENDAR_COVERED, WORKING_TIME, CalendarFacts, working_seconds_record, working_seconds_rule, working_time_rules)
 
 __all__ = ["AlertSpec", "Level", "LEVELS_OUT", "alert_specs", "recording_groups", "alert_groups", "tally_keys",
            "share_names", "indicators_in_force", "fmt"]
@@ -67,7 +66,7 @@ def tally_keys(catalogue: Catalogue) -> list[str]:
 
 
 def _source_series(key: str, sel: str) -> str:
-    """The exposed series (summed over workers) that carries one tally key; mirrors streams.metrics' layout."""
+    """The exposed series (summed over workers) that carries one tally key; mirrors streams.serve.metrics' layout."""
     if key == "received":
         return f"onestop_dossiers_received{{{sel}}}"
     for prefix, family, label, known in (

@@ -13,8 +13,8 @@ from typing import Any
 
 from models.index766 import Catalogue, load_catalogue
 
-from .config import MixinConfig
-from .rules import indicators_in_force
+from monitoring.config import MixinConfig
+from monitoring.rules import indicators_in_force
 
 __all__ = ["all_dashboards", "provisioning_files", "UIDS", "panel_queries"]
 

@@ -5,7 +5,7 @@ contract *before* it leaves the system, so a publisher learns of a mistake at on
 our dead-letter topic. Delivery: ``acks=all`` and the idempotent producer (no duplicates from retries), key = dossier
 code (one dossier's events stay ordered in one partition).
 
-    from streams.publisher import DossierEventPublisher
+    from streams.tools.publisher import DossierEventPublisher
     from models.events import make_envelope
 
     with DossierEventPublisher("kafka:9092") as pub:
@@ -13,7 +13,7 @@ code (one dossier's events stay ordered in one partition).
                                   subject="G09.20-20260609-0092637", time=now, data={...}))
 
 A broker with SASL/TLS takes kafka-python's own options, e.g. built from the worker's settings:
-``DossierEventPublisher("kafka:9093", **streams.security.kafka_client_config(WorkerSettings.from_env()))``.
+``DossierEventPublisher("kafka:9093", **streams.runtime.security.kafka_client_config(WorkerSettings.from_env()))``.
 """
 
 from __future__ import annotations

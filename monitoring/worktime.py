@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from models.calendar import TZ, WorkCalendar, load_calendar_file
 
-from .config import WEEKDAYS, MixinConfig
+from monitoring.config import WEEKDAYS, MixinConfig
 
 __all__ = ["CalendarFacts", "DayRange", "calendar_facts", "covered_years", "working_time_rules",
            "alertmanager_time_intervals", "load_work_calendar"]

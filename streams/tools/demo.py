@@ -31,13 +31,13 @@ from models.calendar import TZ, WorkCalendar
 from models.events import event_to_json
 from models.tally import period_key
 
-from .broker import EmbeddedBroker, free_port
-from .settings import WorkerSettings
-from .simulator import SimulationConfig, Simulator
-from .topics import ensure_topics
+from streams.tools.broker import EmbeddedBroker, free_port
+from streams.runtime.settings import WorkerSettings
+from streams.tools.simulator import SimulationConfig, Simulator
+from streams.runtime.topics import ensure_topics
 
 
-ALERTS_DIR = Path(__file__).resolve().parent.parent / "alerts"
+ALERTS_DIR = Path(__file__).resolve().parents[2] / "alerts"
 """The generated rules and Alertmanager config of a source checkout (absent from a wheel install: then skipped)."""
 
 
@@ -123,7 +123,7 @@ class Demo:
         split = next((i for i, e in enumerate(events) if datetime.fromisoformat(e["time"]) > self.sim_start), len(events))
         self.history, self.live = events[:split], deque(events[split:])
         self.state.history_total = len(self.history)
-        from .publisher import DossierEventPublisher
+        from streams.tools.publisher import DossierEventPublisher
 
         self.publisher = DossierEventPublisher(self.broker.bootstrap, self.settings.events)
         threading.Thread(target=self._publish_history, name="history", daemon=True).start()

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_CONFIG, MixinConfig
-from .dashboards import UIDS
-from .generate import REPO
+from monitoring.config import DEFAULT_CONFIG, MixinConfig
+from monitoring.dashboards import UIDS
+from monitoring.generate import REPO
 
 __all__ = ["PushResult", "push_dashboards", "load_committed_dashboards"]
 

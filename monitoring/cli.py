@@ -1,7 +1,7 @@
 """Typer sub-commands for the ``onestop`` CLI: ``mixin generate``, ``mixin check`` and ``dashboards push``.
 
 Kept here so that the product CLI only has to mount them (``app.add_typer(mixin_app, name="mixin")`` and
-``app.add_typer(dashboards_app, name="dashboards")``); ``python -m streams.mixin`` runs the same commands.
+``app.add_typer(dashboards_app, name="dashboards")``); ``python -m monitoring`` runs the same commands.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .config import MixinConfigError, load_config
+from monitoring.config import MixinConfigError, load_config
 
 __all__ = ["mixin_app", "dashboards_app", "main"]
 
@@ -20,7 +20,7 @@ mixin_app = typer.Typer(add_completion=False, no_args_is_help=True,
 dashboards_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grafana dashboards.")
 
 _CONFIG = typer.Option(None, "--config", exists=True, dir_okay=False,
-                       help="YAML file overriding the monitoring defaults (streams/mixin/config.py).")
+                       help="YAML file overriding the monitoring defaults (monitoring/config.py).")
 _ROOT = typer.Option(None, "--root", file_okay=False, help="Repository root to write under (default: this checkout).")
 
 
@@ -37,7 +37,7 @@ def generate_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT,
                  year: list[int] = typer.Option([], "--year", help="Calendar year to cover (repeat); default: "
                                                                    "the current and the next year.")) -> None:
     """Regenerate alerts/ and dashboards/ from the configuration, the 766 catalogue and the work calendar."""
-    from .generate import REPO, write_all
+    from monitoring.generate import REPO, write_all
 
     cfg = _config(config)
     changed = write_all(root or REPO, cfg, tuple(year) or None)
@@ -49,7 +49,7 @@ def generate_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT,
 @mixin_app.command("check")
 def check_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT) -> None:
     """Exit 1 if a committed generated file differs from a fresh generation (for the committed calendar years)."""
-    from .generate import REPO, check
+    from monitoring.generate import REPO, check
 
     stale = check(root or REPO, _config(config))
     for rel in stale:
@@ -65,7 +65,7 @@ def push_cmd(url: str = typer.Option(..., help="Grafana base URL, e.g. https://g
              token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Service account token (or GRAFANA_TOKEN)."),
              config: Optional[Path] = _CONFIG) -> None:
     """Create or overwrite the committed dashboards in a Grafana folder through the HTTP API."""
-    from .push import push_dashboards
+    from monitoring.push import push_dashboards
 
     result = push_dashboards(url, token, config=_config(config))
     for answer in result.dashboards:
@@ -77,4 +77,4 @@ def main() -> None:
     root = typer.Typer(add_completion=False, no_args_is_help=True)
     root.add_typer(mixin_app, name="mixin")
     root.add_typer(dashboards_app, name="dashboards")
-    root(prog_name="python -m streams.mixin")
+    root(prog_name="python -m monitoring")

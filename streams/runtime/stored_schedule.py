@@ -29,7 +29,8 @@ from pathlib import Path
 
 import rocksdict
 
-from models.dossier import Alert, alert_suffixes, alerts_from_suffixes
+from models.dossier import Alert
+from models.evaluation import alert_suffixes, alerts_from_suffixes
 
 __all__ = ["StoredAnnouncements", "StoredSchedule", "announcements_path", "clear_abandoned", "schedule_path"]
 
@@ -133,7 +134,7 @@ def _signalled(pid: int) -> str:
 
 
 class StoredSchedule:
-    """The methods of ``streams.clock.DeadlineSchedule``, with the entries in a scratch RocksDB database at ``path``.
+    """The methods of ``streams.runtime.clock.DeadlineSchedule``, with the entries in a scratch RocksDB database at ``path``.
 
     Instants come back in UTC; they are the same instants that were scheduled.
     """
@@ -285,7 +286,7 @@ _SEPARATOR = "\x1f"  # between a dossier's alerts, whose stored ids hold kinds, 
 
 class StoredAnnouncements:
     """The alerts a worker has announced, per dossier, in a scratch RocksDB database at ``path``: the ``get``,
-    ``__setitem__`` and ``pop`` of the dictionary ``streams.processor.Processor`` keeps them in otherwise.
+    ``__setitem__`` and ``pop`` of the dictionary ``streams.runtime.processor.Processor`` keeps them in otherwise.
 
     In that dictionary a dossier with an announced alert costs ~665 bytes of RSS (a frozenset of ``Alert`` tuples
     and their ids, and the entry), here ~72 (``bench/announced_memory.py``, 156 k of 200 k one-event dossiers

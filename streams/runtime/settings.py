@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .security import PROTOCOLS as KAFKA_PROTOCOLS
-from .security import SASL_MECHANISMS
+from streams.runtime.security import PROTOCOLS as KAFKA_PROTOCOLS
+from streams.runtime.security import SASL_MECHANISMS
 
 __all__ = ["WorkerSettings", "add_arguments", "settings_from_args", "ENV_PREFIX"]
 
@@ -51,14 +51,14 @@ class WorkerSettings:
     rocksdb_write_buffer_mib: int = 4
     rocksdb_write_buffers: int = 2
     # Where each partition's deadline schedule (every open dossier's next check) lives: "rocksdb" keeps it in a
-    # scratch database beside the table (streams.stored_schedule), "memory" in Python objects (~215-440 bytes per
+    # scratch database beside the table (streams.runtime.stored_schedule), "memory" in Python objects (~215-440 bytes per
     # open dossier). Only a RocksDB table store uses "rocksdb"; the memory store keeps the schedule in memory. The
     # alerts the worker announced (one entry per dossier with an active alert) follow the same setting.
     schedule_store: str = "rocksdb"
     # Faust standby replicas: copies of other workers' table partitions kept up to date from the changelog, for a
     # faster takeover. Off by default, as in Kafka Streams: tallies are rebuilt from the table on takeover anyway,
     # and a standby whose local store is ahead of a changelog the broker lost stops Faust with ConsistencyError,
-    # which the active-side repair (streams.repairs) does not cover.
+    # which the active-side repair (streams.compat.repairs) does not cover.
     standby_replicas: int = 0
     partitions: int = 4
     reference_partitions: int = 1
@@ -73,20 +73,20 @@ class WorkerSettings:
     session_timeout: float = 10.0
     clock_interval: float = 1.0
     # Seconds the agent may receive nothing while owned source partitions hold unread records before the worker
-    # resumes and re-seeks them (streams.repairs.watch_stalled_source).
+    # resumes and re-seeks them (streams.compat.repairs.watch_stalled_source).
     stall_seconds: float = 20.0
     # Deterministic time for tests and demos: an ISO-8601 instant (frozen clock) or a file holding one.
     fake_now: str | None = None
     clock_file: Path | None = None
     # Enables POST /test/clock so a test process can move a frozen clock; refused unless the clock is fake.
     test_mode: bool = False
-    # "module:attribute" of a processor factory; empty means streams.processor.default_processor.
+    # "module:attribute" of a processor factory; empty means streams.runtime.processor.default_processor.
     processor: str | None = None
     log_level: str = "info"
     # Remove group members that advertise this worker's own URL before joining (see streams.worker).
     evict_stale_members: bool = True
     loop: str = "uvloop"
-    # -- security (streams/security.py; docs/reliability.md). Secrets are left out of repr so a logged settings
+    # -- security (streams/runtime/security.py; docs/reliability.md). Secrets are left out of repr so a logged settings
     # object cannot leak them; the *_file variants read them from a mounted secret instead of the environment.
     # Bearer token required on the read API and /figures (and /metrics with metrics_require_token); none = open.
     api_token: str | None = field(default=None, repr=False)

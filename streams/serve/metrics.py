@@ -8,10 +8,8 @@ documented in docs/metrics.md; labels are bounded (unit, province, level and sma
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -20,15 +18,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from models.tally import GRANULARITIES, LIVE, period_key
+from models.tally import LIVE
 
-from .exposition import Chunk, LabelValues, TextGauge, render
+from streams.runtime.tallies import PipelineHealth, TallyBook, current_periods
+
+from streams.serve.exposition import Chunk, LabelValues, TextGauge, render
 
 __all__ = [
-    "TallyBook",
-    "PipelineHealth",
     "TallyCollector",
-    "current_periods",
     "new_registry",
     "render",
     "CONTENT_TYPE_LATEST",
@@ -36,7 +33,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TallyKey = tuple[str, str, str]  # (unit_code, period_key, metric)
 
 # Tally keys folded into one family with an enum label, by prefix.
 CHANNEL_PREFIX, OUTCOME_PREFIX, OPEN_PREFIX = "received_", "ended_", "open_"
@@ -73,137 +69,8 @@ KNOWN_OPEN = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_
 KNOWN_OUTCOMES = ("early", "on_time", "late")
 KNOWN_CHANNELS = ("direct", "online", "postal")
 
-#: Distinct values kept per free-form health label (source, reason, kind); the rest are folded into "other" so
-#: a misbehaving producer cannot blow up the series count.
-LABEL_CAP = 64
-
-
-#: Shared by every book, so a (book, period, unit) version is never reused, even by a book built to replace another.
-_VERSIONS = itertools.count(1)
-
-
-class TallyBook:
-    """One partition's tallies, nested by period and unit so a scrape touches only the current periods.
-
-    Each (period, unit) also carries the version of its last change: a scrape writes a unit again only if one
-    of its books' versions moved (``TallyCollector``), without comparing or even merging the counts.
-    """
-
-    __slots__ = ("_by_period", "_versions")
-
-    def __init__(self) -> None:
-        self._by_period: dict[str, dict[str, dict[str, int]]] = {}
-        self._versions: dict[tuple[str, str], int] = {}
-
-    def add(self, delta: Mapping[TallyKey, int]) -> None:
-        by_period, versions = self._by_period, self._versions
-        version = next(_VERSIONS)
-        for (unit, pk, metric), n in delta.items():
-            if not n:
-                continue
-            units = by_period.get(pk)
-            if units is None:
-                units = by_period[pk] = {}
-            counts = units.get(unit)
-            if counts is None:
-                counts = units[unit] = {}
-            v = counts.get(metric, 0) + n
-            if v:
-                counts[metric] = v
-                versions[pk, unit] = version
-                continue
-            del counts[metric]
-            if counts:
-                versions[pk, unit] = version
-                continue
-            del units[unit]
-            del versions[pk, unit]  # no counts is what "no version" means
-            if not units:
-                del by_period[pk]
-
-    def units(self, pk: str) -> Mapping[str, Mapping[str, int]]:
-        """The counts of each unit in a period, ``{unit: {metric: n}}`` (read only)."""
-        return self._by_period.get(pk, {})
-
-    def version(self, pk: str, unit: str) -> int | None:
-        """Changes whenever the unit's counts in the period change; ``None`` while it has none."""
-        return self._versions.get((pk, unit))
-
-    def items(self) -> Iterator[tuple[TallyKey, int]]:
-        for pk, units in self._by_period.items():
-            for unit, counts in units.items():
-                for metric, n in counts.items():
-                    yield (unit, pk, metric), n
-
-    def as_dict(self) -> dict[TallyKey, int]:
-        return dict(self.items())
-
-    def __len__(self) -> int:
-        return sum(len(c) for units in self._by_period.values() for c in units.values())
-
-
-def merge(books: Iterable[TallyBook]) -> dict[TallyKey, int]:
-    total: dict[TallyKey, int] = defaultdict(int)
-    for book in books:
-        for key, n in book.items():
-            total[key] += n
-    return {k: v for k, v in total.items() if v}
-
-
-def current_periods(now: datetime) -> dict[str, str]:
-    """``{"month": "month:2026-03", "quarter": ..., "year": ...}`` in Vietnam time (the 766 reporting periods)."""
-    return {g: period_key(g, now) for g in GRANULARITIES}
-
-
-class _BoundedCounter:
-    """A counter keyed by one label whose distinct values are capped."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-
-    def inc(self, label: str | None, n: float = 1) -> None:
-        label = label or "unknown"
-        if label not in self.values and len(self.values) >= LABEL_CAP:
-            label = "other"
-        self.values[label] = self.values.get(label, 0) + n
-
-
-class PipelineHealth:
-    """Counters of what the worker did since it started (they reset on restart, as Prometheus expects)."""
-
-    def __init__(self) -> None:
-        self.processed = _BoundedCounter()
-        self.rejected = _BoundedCounter()
-        self.alerts = _BoundedCounter()
-        self.last_event = _BoundedCounter()  # holds the max event time per source, not a sum
-        self.duplicates = 0
-        self.late = 0
-        self.lag_seconds: float | None = None
-        self.collector_errors = 0
-
-    def record(self, *, source: str | None, event_time: datetime | None, now: datetime,
-               duplicate: bool, late: bool) -> None:
-        self.processed.inc(source)
-        self.duplicates += bool(duplicate)
-        self.late += bool(late)
-        if event_time is not None:
-            ts = event_time.timestamp()
-            label = source or "unknown"
-            if label not in self.last_event.values and len(self.last_event.values) >= LABEL_CAP:
-                label = "other"
-            if ts > self.last_event.values.get(label, float("-inf")):
-                self.last_event.values[label] = ts
-            self.lag_seconds = max(0.0, (now - event_time).total_seconds())
-
-    def reject(self, reason: str) -> None:
-        self.rejected.inc(reason)
-
-    def alert(self, kind: str | None) -> None:
-        self.alerts.inc(kind)
-
-
 class RuntimeView(Protocol):
-    """What the collector needs from the running worker (implemented by streams.app.Runtime)."""
+    """What the collector needs from the running worker (implemented by streams.runtime.runtime.Runtime)."""
 
     processor: Any
     clock: Any

@@ -17,9 +17,10 @@ from typing import Any
 from aiohttp.web import Response
 from faust import web
 
-from .clock import parse_instant
-from .metrics import CONTENT_TYPE_LATEST, current_periods, render
-from .security import SecurityConfigError, api_token, bearer_ok
+from streams.runtime.clock import parse_instant
+from streams.serve.metrics import CONTENT_TYPE_LATEST, render
+from streams.runtime.tallies import current_periods
+from streams.runtime.security import SecurityConfigError, api_token, bearer_ok
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
 

@@ -18,8 +18,8 @@ from msgspec import Struct
 from models import events as ev
 from models.calendar import TZ, WorkCalendar
 from models.config import DEFAULT_CONFIG, MonitorConfig
-from models.dossier import (Alert, Context, View, alerts_from_suffixes, alerts_of, apply, decode_state, encode_state,
-                            evaluate, next_change_at, pack_settled, read_settled)
+from models.dossier import Alert, Context, apply, decode_state, encode_state, pack_settled, read_settled
+from models.evaluation import View, alerts_from_suffixes, alerts_of, evaluate, next_change_at
 from models.figures import document_from_tallies
 from models.index766 import Catalogue, load_catalogue
 from models.tally import ContributionSum, contribution_delta, settled_of, settled_stamp
@@ -258,7 +258,7 @@ class Processor:
 
     def keep_announced_in(self, store) -> None:
         """Remember announced alerts in ``store`` (``get``, ``__setitem__`` and ``pop`` as a dict's) instead of a
-        dictionary: the runtime gives a ``streams.stored_schedule.StoredAnnouncements`` before it owns a
+        dictionary: the runtime gives a ``streams.runtime.stored_schedule.StoredAnnouncements`` before it owns a
         partition, to keep them off the Python heap."""
         self._announced = store
 

@@ -7,8 +7,8 @@ off come from the work calendar (see worktime.py), so notification hours follow 
 
 from __future__ import annotations
 
-from .config import MixinConfig
-from .worktime import CalendarFacts, alertmanager_time_intervals
+from monitoring.config import MixinConfig
+from monitoring.worktime import CalendarFacts, alertmanager_time_intervals
 
 __all__ = ["alertmanager_config", "OFFICE_HOURS", "DAYS_OFF"]
 

@@ -1,0 +1,370 @@
+"""The worker's runtime: applies each batch of events to the dossier table, runs the deadline clock and sends
+alerts and dead letters.
+
+Everything that mutates state is synchronous; sends happen afterwards, so each record's (or tick's) change is
+atomic on the one event loop. Tallies are never persisted: rebuilt from the table on every assignment
+(``streams.runtime.partitions``), so a restart or a rebalance cannot double-count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+
+
+from streams.runtime.clock import Clock
+from streams.runtime.journal import WriteJournal
+from streams.runtime.processor import RecordOutcome  # the runtime's own rejections take the same shape
+from streams.runtime.tallies import PipelineHealth, TallyBook, merge
+from streams.runtime.settings import WorkerSettings
+from streams.runtime.stored_schedule import StoredAnnouncements, announcements_path, clear_abandoned
+
+
+from streams.runtime.partitions import SCAN_YIELD_EVERY, SCHEDULE_DIR, OwnedPartitions, PartitionState, _decode_key
+
+__all__ = ["DLQ_MAX_KEY_BYTES", "DLQ_MAX_VALUE_BYTES", "Runtime", "encode_alert"]
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_CHARS = 1000
+#: Largest key and value copied into the DLQ. Faust's producer refuses records over 1,000,000 bytes, and a refused
+#: send crashed the agent, which then acked the record: it was in neither the table nor the DLQ. The broker accepts
+#: records up to ~1 MiB, so a hostile record near that size needs its copy cut (the header keeps the full size).
+DLQ_MAX_VALUE_BYTES = 900 * 1024
+DLQ_MAX_KEY_BYTES = 1024
+#: Rebuilt dossiers whose unannounced alerts one clock tick announces, per partition, after the tick's own
+#: deadlines: ~0.3 ms each (evaluation and send), so a restart's backlog never holds a new alert for long.
+ANNOUNCE_PER_TICK = 1000
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} in an alert")
+
+
+def encode_alert(alert: dict) -> bytes:
+    return json.dumps(alert, default=_json_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+
+class Runtime(OwnedPartitions):
+    """Owned partitions' derived state plus the operations the agent, the timer and the web views share.
+
+    Everything that mutates state is synchronous; sends happen afterwards. On one event loop that makes each
+    record's (or each tick's) state change atomic with respect to the others.
+    """
+
+    def __init__(self, settings: WorkerSettings, processor: Any, clock: Clock) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.clock = clock
+        self.health = PipelineHealth()
+        self.partitions: dict[int, PartitionState] = {}
+        self.ready = False
+        # Records the agent was handed, rejected ones included: the stall watchdog's sign of life.
+        self.records_received = 0
+        self.generation = 0
+        # Owned partitions whose table recovery is writing changelog records into: rebuilt once it is done.
+        self._restoring: set[int] = set()
+        # Source offsets whose records this worker has fully handled (state written, alerts and dead letters sent)
+        # and not yet seen committed, per partition: the commit guard (streams.compat.repairs.guard_source_gaps) commits
+        # only up to the first offset missing from here, whatever Faust's acks say.
+        self.applied: dict[int, set[int]] = {}
+        self.rebuild_seconds = 0.0
+        self.app: faust.App | None = None
+        self.table: Any = None
+        self._fast_store: bool | None = None
+        self.dlq_topic: Any = None
+        self.alerts_topic: Any = None
+        self._track_keys = settings.store == "memory"
+        # Open dossiers' next checks off the Python heap (streams.runtime.stored_schedule) when the table is in RocksDB.
+        self.schedule_dir: Path | None = None
+        if settings.store == "rocksdb" and settings.schedule_store == "rocksdb":
+            self.schedule_dir = settings.data_dir / SCHEDULE_DIR
+            for path in clear_abandoned(self.schedule_dir):
+                log.info("removed the deadline schedule %s of a process that is gone", path.name)
+        self._schedule_serial = itertools.count(1)
+        # ... and so is the processor's memory of the alerts it announced, one entry per alerting dossier.
+        self.announcements: StoredAnnouncements | None = None
+        keep_announced_in = getattr(processor, "keep_announced_in", None)
+        if self.schedule_dir is not None and keep_announced_in is not None:
+            self.announcements = StoredAnnouncements(
+                announcements_path(self.schedule_dir, next(self._schedule_serial)))
+            keep_announced_in(self.announcements)
+        # Dossiers written locally whose changelog records may not be on the broker yet (streams.runtime.journal); only a
+        # store that outlives the process needs it. ``hold_changelog`` is the test endpoint's simulated crash
+        # window: states are written locally, their changelog records are kept back and the journal not released.
+        self.journal: WriteJournal | None = None
+        self.hold_changelog = False
+        self._checkpointing = False
+        self._journal_stuck = False
+        # The last changelog record sent per partition since the journal's last rotation (direct table path):
+        # records of one partition are acknowledged in order, so once these are, every earlier one is.
+        self._last_changelog: dict[int, Any] = {}
+        # The processor may check the record key against the event's subject; older ones take no key.
+        try:
+            self._handle_takes_key = "key" in inspect.signature(processor.handle).parameters
+        except (TypeError, ValueError):
+            self._handle_takes_key = False
+
+    # -- read side (metrics, read API) --------------------------------------------------------------------------
+    def tally_books(self) -> list[TallyBook]:
+        return [s.tallies for s in self.partitions.values()]
+
+    def all_tallies(self) -> dict:
+        return merge(self.tally_books())
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "partitions": len(self.partitions),
+            "ready": 1.0 if self.ready else 0.0,
+            "dossiers": sum(s.dossiers for s in self.partitions.values()),
+            "held": sum(s.held for s in self.partitions.values()),
+            "pending_checks": sum(len(s.schedule) for s in self.partitions.values()),
+            "rebuild_seconds": self.rebuild_seconds,
+        }
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    async def views(self, keep: Any) -> list[dict]:
+        """``processor.dossier_view`` of every owned dossier for which ``keep(view)`` is true.
+
+        Scans the table (RocksDB iterators read a snapshot, the memory store a copied key list), yielding to the
+        loop now and then so a large scan never stalls the agent or heartbeats.
+        """
+        now = self.now()
+        dossier_view = self.processor.dossier_view
+        out: list[dict] = []
+        n = 0
+        for p in sorted(self.partitions):
+            state = self.partitions.get(p)
+            if state is None:
+                continue
+            for _code, stored in self._iter_partition(p, state):
+                view = dossier_view(stored, now)
+                if view is not None and keep(view):
+                    out.append(view)
+                n += 1
+                if n % SCAN_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        return out
+
+    # -- the deadline clock ------------------------------------------------------------------------------------
+    def _advance(self, state: PartitionState, now: datetime, alerts: list[dict]) -> datetime:
+        """Re-evaluate the partition's due dossiers up to ``now``; returns the partition's new evaluation time."""
+        schedule = state.schedule
+        prev = schedule.evaluated_at
+        if now <= prev:
+            return prev  # time never runs backwards for a partition
+        for code in schedule.pop_due(now):
+            stored = self._get(state.partition, code)
+            if stored is None:
+                continue
+            try:
+                outcome = self.processor.reevaluate(stored, prev, now)
+            except Exception:
+                log.exception("reevaluate failed in partition %s; dossier left unscheduled", state.partition)
+                self.health.reject("reevaluate_error")
+                continue
+            self._apply(state, code, outcome, existed=True, alerts=alerts, reschedule=True)
+        schedule.evaluated_at = now
+        return now
+
+    async def tick(self) -> None:
+        """Timer body: bring every owned partition to the clock's now and publish the resulting alerts."""
+        if not self.ready:
+            return
+        now = self.now()
+        alerts: list[dict] = []
+        for state in list(self.partitions.values()):
+            self._advance(state, now, alerts)
+        for state in list(self.partitions.values()):  # after every partition's own deadlines: those come first
+            self._announce_rebuilt(state, now, alerts)
+        await self._send_alerts(alerts)
+
+    def _announce_rebuilt(self, state: PartitionState, now: datetime, alerts: list[dict]) -> None:
+        """Announce up to ``ANNOUNCE_PER_TICK`` of the alerts a rebuild found unannounced (see ``Rebuilder.add``)."""
+        backlog = state.unannounced
+        for _ in range(min(len(backlog), ANNOUNCE_PER_TICK)):
+            code = backlog.popleft()
+            stored = self._get(state.partition, code)
+            if stored is not None:
+                alerts.extend(self.processor.announce(stored, now))
+
+    # -- the agent ---------------------------------------------------------------------------------------------
+    def _apply(self, state: PartitionState, code: str, outcome: Any, *, existed: bool, alerts: list[dict],
+               reschedule: bool, store: bool = True) -> None:
+        if outcome.state is not None and store:
+            self._put(state.partition, state, code, outcome.state, existed)
+        state.held += getattr(outcome, "held_delta", 0)  # processors built on an older outcome shape have none
+        if outcome.tally_delta:
+            state.tallies.add(outcome.tally_delta)
+        if outcome.alerts:
+            alerts.extend(outcome.alerts)
+        # An unchanged state (a duplicate, say) keeps its pending check: its None means "nothing new", not "never".
+        if reschedule or outcome.state is not None or outcome.next_check_at is not None:
+            state.schedule.schedule(code, outcome.next_check_at)
+
+    async def on_event(self, event: Any) -> None:
+        self.records_received += 1
+        generation = self.generation
+        msg = event.message
+        partition = msg.partition
+        raw_key, value = event.key, event.value
+        code = _decode_key(raw_key)
+        if code is None:
+            await self._dead_letter(msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key")
+            self._handled(generation, msg)
+            return
+        if value is None:
+            await self._dead_letter(msg, raw_key, value, "missing_value", "record has no value (tombstone)")
+            self._handled(generation, msg)
+            return
+        state = await self._ensure_partition(partition)
+        if state is None:
+            return
+        alerts: list[dict] = []
+        now = self._advance(state, self.now(), alerts)
+        stored = self._get(partition, code)
+        try:
+            if self._handle_takes_key:
+                outcome = self.processor.handle(value, stored, now, key=code)
+            else:
+                outcome = self.processor.handle(value, stored, now)
+        except Exception as exc:
+            # A processor bug on one record must not stop the partition; the record is kept in the DLQ.
+            log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
+            outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+        if outcome.dead_letter is None:
+            self._apply(state, code, outcome, existed=stored is not None, alerts=alerts, reschedule=False)
+            self.health.record(source=outcome.source, event_time=outcome.event_time, now=now,
+                               duplicate=outcome.duplicate, late=outcome.late_arrival)
+        await self._send_alerts(alerts)
+        if outcome.dead_letter is not None:
+            reason, message = outcome.dead_letter
+            await self._dead_letter(msg, raw_key, value, reason, message)
+        self._handled(generation, msg)
+
+    async def on_events(self, events: list[Any]) -> None:
+        """A batch of records: the same per-record decisions as ``on_event``, in the same order.
+
+        Differences are only in cost: the clock is read once, each partition's deadline clock advanced once, a
+        dossier touched several times is read once and written once (its last state: the changelog is compacted
+        by key, so intermediate states were never needed), and alerts and dead letters go out after the batch.
+        Nothing awaits between the first state change and the last table write, so the timer, the web views and
+        rebalance callbacks never see a half-applied batch.
+        """
+        self.records_received += len(events)
+        generation = self.generation
+        owned: dict[int, PartitionState | None] = {}
+        for event in events:
+            p = event.message.partition
+            if p not in owned:
+                owned[p] = await self._ensure_partition(p)
+        clock_now = self.now()
+        alerts: list[dict] = []
+        dead: list[tuple] = []
+        nows: dict[int, datetime] = {}
+        # (partition, code) -> [latest state bytes, existed before the batch, changed in the batch]
+        pending: dict[tuple[int, str], list] = {}
+        handle, takes_key, health = self.processor.handle, self._handle_takes_key, self.health
+        handled: list[Any] = []  # records applied or dead-lettered here, not left to another owner
+        for event in events:
+            msg = event.message
+            partition = msg.partition
+            raw_key, value = event.key, event.value
+            code = _decode_key(raw_key)
+            state = owned[partition]
+            if state is not None or code is None or value is None:
+                handled.append(msg)
+            if code is None:
+                dead.append((msg, raw_key, value, "missing_key", "record has no UTF-8 dossier code as key"))
+                continue
+            if value is None:
+                dead.append((msg, raw_key, value, "missing_value", "record has no value (tombstone)"))
+                continue
+            if state is None:
+                continue
+            now = nows.get(partition)
+            if now is None:
+                now = nows[partition] = self._advance(state, clock_now, alerts)
+            slot = pending.get((partition, code))
+            if slot is None:
+                stored = self._get(partition, code)
+                slot = pending[(partition, code)] = [stored, stored is not None, False]
+            try:
+                if takes_key:
+                    outcome = handle(value, slot[0], now, key=code)
+                else:
+                    outcome = handle(value, slot[0], now)
+            except Exception as exc:
+                log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
+                outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+            if outcome.dead_letter is None:
+                if outcome.state is not None:
+                    slot[0] = outcome.state
+                    slot[2] = True
+                self._apply(state, code, outcome, existed=slot[1], alerts=alerts, reschedule=False, store=False)
+                health.record(source=outcome.source, event_time=outcome.event_time, now=now,
+                              duplicate=outcome.duplicate, late=outcome.late_arrival)
+            else:
+                reason, message = outcome.dead_letter
+                dead.append((msg, raw_key, value, reason, message))
+        writes = [(key, slot) for key, slot in pending.items() if slot[2] and owned[key[0]] is not None]
+        if self.journal is not None and writes:
+            self.journal.record(key for key, _ in writes)  # before the table: see streams.runtime.journal
+        for (partition, code), (stored, existed, _changed) in writes:
+            self._put(partition, owned[partition], code, stored, existed, journaled=True)
+        # Count the refusals with the batch's other counters, before the first await: a scrape must never see a
+        # batch's records as processed and its refusals not yet counted.
+        for record in dead:
+            health.reject(record[3])
+        await self._send_alerts(alerts)
+        for record in dead:
+            await self._dead_letter(*record, counted=True)
+        if generation != self.generation:
+            return  # a rebalance came in between: these records are read again from the committed offsets
+        for msg in handled:
+            self.applied_offsets(msg.partition).add(msg.offset)
+
+    # -- output topics -----------------------------------------------------------------------------------------
+    async def _dead_letter(self, msg: Any, key: bytes | None, value: bytes | None, reason: str, error: str, *,
+                           counted: bool = False) -> None:
+        if not counted:
+            self.health.reject(reason)
+        headers = {
+            "x-reason": reason.encode(),
+            "x-error": str(error)[:MAX_HEADER_CHARS].encode(),
+            "x-source-topic": str(msg.topic).encode(),
+            "x-source-partition": str(msg.partition).encode(),
+            "x-source-offset": str(msg.offset).encode(),
+        }
+        if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+            headers["x-truncated-value-bytes"] = str(len(value)).encode()
+            value = value[:DLQ_MAX_VALUE_BYTES]
+        if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+            headers["x-truncated-key-bytes"] = str(len(key)).encode()
+            key = key[:DLQ_MAX_KEY_BYTES]
+        # force=True: produce now rather than at commit time; a duplicate in the DLQ after a crash is harmless,
+        # a lost one is not.
+        await self.dlq_topic.send(key=key, value=value, headers=headers, force=True)
+
+    async def _send_alerts(self, alerts: list[dict]) -> None:
+        for alert in alerts:
+            alert_id = str(alert.get("alert_id") or "")
+            self.health.alert(alert.get("kind"))
+            await self.alerts_topic.send(key=alert_id.encode() or None, value=encode_alert(alert), force=True)
+
+
