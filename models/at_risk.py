@@ -61,6 +61,7 @@ from typing import Any
 
 import msgspec
 
+from .calendar import TZ
 from .dossier import Context, DossierState
 from .evaluation import View, evaluate
 from .index766 import Catalogue, Indicator, combine, indicator_score, load_catalogue, score_unit, sum_tallies
@@ -73,6 +74,7 @@ __all__ = [
     "at_risk_lines",
     "forecast",
     "forecast_from_replay",
+    "forecast_from_tallies",
     "points_at_risk",
     "points_in_play",
     "risk_records",
@@ -240,7 +242,9 @@ def _prepare(items: Iterable[DossierState | View], ctx: Context, period: str, at
     if unit_meta:
         meta.update(unit_meta)
     cache: dict[int, datetime] = {}
-    candidates = [c for v in views if (c := _candidate(v, at, period, end, cache)) is not None]
+    # In dossier order, so that sums of rates (floats) do not depend on the order the dossiers were read in.
+    candidates = sorted((c for v in views if (c := _candidate(v, at, period, end, cache)) is not None),
+                        key=lambda c: c.view.code)
     return _Prepared(period=period, at=at, on=start.date(), tallies=tallies, meta=meta,
                      provinces=_provinces_of(tallies, meta), candidates=candidates, views=views,
                      catalogue=catalogue)
@@ -301,7 +305,7 @@ def _record(c: _Candidate, p: _Prepared) -> dict:
         "procedure": v.procedure_code,
         "period": p.period,
         "state": c.bucket,
-        "due_at": c.due.isoformat(),
+        "due_at": c.due.astimezone(TZ).isoformat(),  # Vietnam time, whatever offset the state was stored with
         "working_hours_left": round(c.hours_left, 2),
         "clock": "paused" if c.paused else "running",
         "due_soon": c.due_soon,
@@ -518,6 +522,17 @@ def forecast(states_or_views: Iterable[DossierState | View], ctx: Context, perio
              catalogue: Catalogue | None = None) -> dict:
     """Period-end 766 estimate per unit and province under three scenarios (module docstring)."""
     return _forecast(_prepare(states_or_views, ctx, period, at, catalogue))
+
+
+def forecast_from_tallies(views: Iterable[View], unit_tallies: Mapping[str, Mapping[str, float]],
+                          unit_meta: Mapping[str, tuple[str | None, str | None]], period: str, at: datetime,
+                          catalogue: Catalogue | None = None, ctx: Context | None = None) -> dict:
+    """``forecast`` from tallies the caller already keeps (as ``risk_records``): ``views`` are the open dossiers
+    and those that ended in the period (the lateness rates are read from the ended ones)."""
+    views = list(views)
+    if ctx is None:
+        ctx = Context(now=at, calendar=views[0].calendar if views else None)
+    return _forecast(_prepare(views, ctx, period, at, catalogue, unit_tallies=unit_tallies, unit_meta=unit_meta))
 
 
 # --------------------------------------------------------------------------------------------------- CLI entry points
