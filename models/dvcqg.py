@@ -45,7 +45,7 @@ from .dvcqg_fields import (CODE_RE, VN, FieldError, absent, as_bool, as_code, as
 from .dvcqg_profile import DEFAULT_PROFILE, ProfileError, SenderProfile, load_profile
 from .events import MAX_DEADLINE_SPAN, MAX_TIME_LIMIT, TIMELINE_TOLERANCE, make_envelope
 
-__all__ = ["SERVICES", "REASONS", "code_prefix", "supplement_request_id", "SenderProfile", "DEFAULT_PROFILE", "load_profile", "ProfileError", "BodyError",
+__all__ = ["SERVICES", "REASONS", "body_records", "code_prefix", "supplement_request_id", "SenderProfile", "DEFAULT_PROFILE", "load_profile", "ProfileError", "BodyError",
            "Conversion", "convert_body", "convert_lines", "redact_body", "event_id"]
 
 SERVICES = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")
@@ -146,6 +146,16 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
             continue
         out.events.extend(events)
     return out
+
+
+def body_records(obj: Any) -> list:
+    """The records of a parsed body, indexed as ``convert_body`` indexes them (the envelope's ``data``, a bare
+    array, or one record): what a caller needs to redact or dead-letter a record by its index."""
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+        return obj["data"]
+    if isinstance(obj, list):
+        return obj
+    return [obj] if isinstance(obj, dict) else []
 
 
 def _parse_json(body: Any) -> Any:

@@ -27,7 +27,7 @@ def test_creates_every_topic_with_its_partition_count(kafka_bootstrap: str, topi
     try:
         counts = describe_partitions(admin, [s.name for s in specs])
         assert counts == {
-            settings.events: 3, settings.dlq: 3, settings.alerts: 3, settings.changelog: 3,
+            settings.events: 3, settings.dlq: 3, settings.sync: 3, settings.alerts: 3, settings.changelog: 3,
             settings.units: 1, settings.calendar: 1,
         }
         configs = admin.describe_configs(

@@ -425,8 +425,8 @@ def test_dossier_buckets_match_the_hand_worked_figures():
     assert got == {code: {"unit": d["unit"], "bucket": d["bucket"]} for code, d in EXPECTED["dossiers"].items()}
 
 
-def test_unit_and_province_figures_match_the_hand_worked_figures():
-    doc = _document(LINES)
+def assert_hand_worked_figures(doc: dict) -> None:
+    """The score document's units and provinces carry exactly the hand-worked counts and shares."""
     for scope in ("units", "provinces"):
         assert set(doc[scope]) == set(EXPECTED[scope])
         for name, want in EXPECTED[scope].items():
@@ -437,6 +437,10 @@ def test_unit_and_province_figures_match_the_hand_worked_figures():
                     assert block["shares"][share] is None
                 else:
                     assert Fraction(block["shares"][share]).limit_denominator(1000) == Fraction(*frac), (name, share)
+
+
+def test_unit_and_province_figures_match_the_hand_worked_figures():
+    assert_hand_worked_figures(_document(LINES))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -43,12 +43,14 @@ def topic_specs(settings: WorkerSettings) -> list[TopicSpec]:
     partition of the record that changed it, so the two must line up one to one.
     Alerts are keyed by a stable alert id, so compaction keeps the latest version of each alert.
     Reference data (units, calendar) is small, read whole by every worker, and compacted.
+    Sync bodies (``dvcqg-sync``) are read by the group like events, so they are spread over as many partitions.
     """
     n = settings.partitions
     ref = settings.reference_partitions
     return [
         TopicSpec(settings.events, n),
         TopicSpec(settings.dlq, n),
+        TopicSpec(settings.sync, n),
         TopicSpec(settings.alerts, n, dict(COMPACT)),
         TopicSpec(settings.units, ref, dict(COMPACT)),
         TopicSpec(settings.calendar, ref, dict(COMPACT)),
