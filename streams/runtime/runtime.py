@@ -138,14 +138,15 @@ class Runtime(OwnedPartitions):
     def now(self) -> datetime:
         return self.clock.now()
 
-    async def views(self, keep: Any) -> list[dict]:
-        """``processor.dossier_view`` of every owned dossier for which ``keep(view)`` is true.
+    async def views(self, keep: Any, make: Any = None) -> list[Any]:
+        """``processor.dossier_view`` (or ``make(stored, now)``) of every owned dossier for which ``keep(view)`` is
+        true.
 
         Scans the table (RocksDB iterators read a snapshot, the memory store a copied key list), yielding to the
         loop now and then so a large scan never stalls the agent or heartbeats.
         """
         now = self.now()
-        dossier_view = self.processor.dossier_view
+        dossier_view = make or self.processor.dossier_view
         out: list[dict] = []
         n = 0
         for p in sorted(self.partitions):
