@@ -8,6 +8,7 @@ off come from the work calendar (see worktime.py), so notification hours follow 
 from __future__ import annotations
 
 from monitoring.config import MixinConfig
+from monitoring.notifications import channel_configs
 from monitoring.worktime import CalendarFacts, alertmanager_time_intervals
 
 __all__ = ["alertmanager_config", "OFFICE_HOURS", "DAYS_OFF"]
@@ -50,6 +51,9 @@ def alertmanager_config(config: MixinConfig, facts: CalendarFacts) -> dict:
         "inhibit_rules": [
             {"source_matchers": ['alertname="OnestopDossiersOverdue"'],
              "target_matchers": ['alertname="OnestopDossiersDueSoon"'], "equal": ["unit"]},
+            # A dossier that turned overdue is no longer "due soon" (per-dossier alerts of `onestop notify`).
+            {"source_matchers": ['alertname="OnestopDossierOverdue"'],
+             "target_matchers": ['alertname="OnestopDossierDueSoon"'], "equal": ["unit", "dossier"]},
             # The fast-burn page already says it; the slower ticket for the same unit adds nothing.
             {"source_matchers": ['alertname="OnestopOnTimeBudgetBurn"', 'severity="critical"'],
              "target_matchers": ['alertname="OnestopOnTimeBudgetBurn"', 'severity="warning"'], "equal": ["unit"]},
@@ -57,7 +61,9 @@ def alertmanager_config(config: MixinConfig, facts: CalendarFacts) -> dict:
             {"source_matchers": ['alertname=~"OnestopWorkerDown|OnestopWorkersAbsent|OnestopWorkerNotReady"'],
              "target_matchers": data_alerts},
         ],
-        "receivers": [{"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]}
-                      for name, url in c.receivers.items()],
+        "receivers": [{"name": name, "webhook_configs": [{"url": url, "send_resolved": True}],
+                       **channel_configs(c, name)} for name, url in c.receivers.items()],
         "time_intervals": alertmanager_time_intervals(c, facts),
+        # Relative to this file: alerts/templates/onestop.{vi,en}.tmpl (deploy them next to it).
+        "templates": ["templates/*.tmpl"],
     }

@@ -74,6 +74,10 @@ class ProvinceRoute:
 
 @dataclass(frozen=True)
 class MixinConfig:
+    # -- language -----------------------------------------------------------------------------------------------
+    #: Language of alert texts and notifications (``vi`` or ``en``); dashboards are generated in both.
+    lang: str = "vi"
+
     # -- selectors ----------------------------------------------------------------------------------------------
     #: Label matchers that select the stream workers' series (the scrape job of every worker).
     worker_selector: str = 'job="onestop"'
@@ -110,6 +114,16 @@ class MixinConfig:
     share_min_volume: int = 20
     satisfaction_min_ratings: int = 10
     share_for: str = "1h"
+
+    # -- points at risk and reconciliation with the national portal (766) -----------------------------------
+    #: Alert when the open dossiers due by the next working day would cost the unit more than this many points.
+    at_risk_points_threshold: float = 2.0
+    at_risk_for: str = "15m"
+    #: Alert when our numerator or denominator differs from the portal's published one by more than this share.
+    reconciliation_threshold: float = 0.10
+    #: ... for indicators whose official denominator is at least this (tiny samples swing on single dossiers).
+    reconciliation_min_count: int = 10
+    reconciliation_for: str = "1h"
 
     # -- pipeline health ----------------------------------------------------------------------------------------
     worker_down_for: str = "2m"
@@ -149,6 +163,18 @@ class MixinConfig:
     province_routes: tuple[ProvinceRoute, ...] = (
         ProvinceRoute(province="T99", receiver="province-T99", critical_receiver="onestop-oncall"),
     )
+    #: Email per receiver (receiver name -> address list, comma separated); empty = no email for it.
+    email_to: dict[str, str] = field(default_factory=dict)
+    email_from: str = ""
+    email_smarthost: str = ""
+    email_auth_username: str = ""
+    #: A file on the Alertmanager host holding the SMTP password (never the password itself).
+    email_auth_password_file: str = ""
+    #: Telegram chat per receiver (receiver name -> chat id); empty = no Telegram for it.
+    telegram_chat_ids: dict[str, int] = field(default_factory=dict)
+    #: A file on the Alertmanager host holding the bot token (``bot_token_file``: Alertmanager >= 0.26).
+    telegram_bot_token_file: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
     group_wait: str = "30s"
     group_interval: str = "5m"
     repeat_interval: str = "4h"
@@ -321,6 +347,23 @@ def _validate(c: MixinConfig) -> list[str]:
                  *(r.critical_receiver for r in c.province_routes if r.critical_receiver)):
         if name not in c.receivers:
             problems.append(f"receiver {name!r} is used by a route but not defined under receivers")
+    if c.lang not in ("vi", "en"):
+        problems.append(f"lang: {c.lang!r} is not vi or en")
+    if c.at_risk_points_threshold <= 0:
+        problems.append("at_risk_points_threshold must be > 0")
+    if not 0 < c.reconciliation_threshold < 1:
+        problems.append("reconciliation_threshold: must be a ratio strictly between 0 and 1")
+    if c.reconciliation_min_count < 1:
+        problems.append("reconciliation_min_count: must be >= 1")
+    for name, channel in (("email_to", c.email_to), ("telegram_chat_ids", c.telegram_chat_ids)):
+        for receiver in channel:
+            if receiver not in c.receivers:
+                problems.append(f"{name}: receiver {receiver!r} is not defined under receivers")
+    if c.email_to and not (c.email_from and c.email_smarthost):
+        problems.append("email_to needs email_from and email_smarthost (host:port)")
+    if c.telegram_chat_ids and not c.telegram_bot_token_file:
+        problems.append("telegram_chat_ids needs telegram_bot_token_file (a file on the Alertmanager host; "
+                        "the token never goes into this configuration)")
     provinces = [r.province for r in c.province_routes]
     if len(set(provinces)) != len(provinces):
         problems.append("province_routes: a province is routed twice")

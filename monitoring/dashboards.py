@@ -1,333 +1,53 @@
-"""Grafana dashboards (model of Grafana 11, schemaVersion 39) as plain dicts, plus the provisioning files.
+"""Grafana dashboards (model of Grafana 11, schemaVersion 39) as plain dicts, in Vietnamese and English, plus the
+provisioning files.
 
 Plain dicts rather than a builder library: the model is stable JSON, the committed files are what Grafana loads,
 and the drift check and JSON Schema test guard them; a builder would only add a dependency with its own version
 trap. Every query reads the recording rules (alerts/rules.yml), so a figure on a dashboard is the figure an alert
-fires on. Fixed uids keep links between dashboards (and from notifications) stable.
+fires on. Fixed uids keep links between dashboards (and from notifications) stable. Every title, legend, column and
+description is a message-catalogue key (``mon.dash.*``): one source, generated once per language
+(``dashboards/*.json`` in Vietnamese, ``dashboards/en/*.json`` in English, uids suffixed ``-en``). Units are shown
+by name through a join with ``unit:onestop_unit_info:max``, never a name label on the figures themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable
 
 from models.index766 import Catalogue, load_catalogue
 
+from monitoring import texts
 from monitoring.config import MixinConfig
+from monitoring.panels import (DS, PERCENT_STEPS, REF_IDS, UIDS, _band_mappings, _band_thresholds,  # noqa: F401
+                               _constant_var, _dashboard, _datasource_var, _drill_link, _Layout, _level_var,
+                               _panel, _period_var, _province_var, _stat, _table, _targets, _text, _thresholds,
+                               _timeseries, _unit_var, uid)
+from monitoring.risk import UNIT_INFO
 from monitoring.rules import indicators_in_force
 
-__all__ = ["all_dashboards", "provisioning_files", "UIDS", "panel_queries"]
+__all__ = ["all_dashboards", "provisioning_files", "UIDS", "panel_queries", "named", "DASHBOARD_LANGS"]
 
-SCHEMA_VERSION = 39
-DS = {"type": "prometheus", "uid": "${datasource}"}
-UIDS = {
-    "province-scorecard": "onestop-province-scorecard",
-    "unit-drilldown": "onestop-unit-drilldown",
-    "backlog-deadlines": "onestop-backlog-deadlines",
-    "pipeline-health": "onestop-pipeline-health",
-}
-TAGS = ["onestop", "766"]
-REF_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DASHBOARD_LANGS = ("vi", "en")
+BAR_OPTIONS = {"orientation": "horizontal", "showUnfilled": True,
+               "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
 
 
-# ------------------------------------------------------------------------------------------------ building blocks
-
-def _target(expr: str, legend: str = "__auto", ref: str = "A", instant: bool = False, table: bool = False) -> dict:
-    return {"refId": ref, "datasource": DS, "expr": expr, "legendFormat": legend, "range": not instant,
-            "instant": instant, "format": "table" if table else "time_series", "editorMode": "code"}
+def _T(lang: str) -> Callable[..., str]:
+    return lambda key, **kw: texts.tr(f"dash.{key}", lang, **kw)
 
 
-def _targets(*items: tuple[str, str], instant: bool = False, table: bool = False) -> list[dict]:
-    return [_target(e, legend, REF_IDS[i], instant, table) for i, (e, legend) in enumerate(items)]
+def named(expr: str) -> str:
+    """``expr`` (per unit) with the unit's ``name``/``name_en`` joined for legends and table columns."""
+    return f"{expr} * on (unit) group_left (name, name_en) {UNIT_INFO}"
 
 
-def _thresholds(*steps: tuple[float | None, str]) -> dict:
-    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
+def unit_legend(lang: str) -> str:
+    return "{{unit}} {{name_en}}" if lang == "en" else "{{unit}} {{name}}"
 
 
-PERCENT_STEPS = _thresholds((None, "red"), (0.8, "orange"), (0.95, "green"))
-
-
-class _Layout:
-    """Places panels left to right on Grafana's 24-column grid, wrapping to a new row when full."""
-
-    def __init__(self) -> None:
-        self.x = self.y = self.row_h = 0
-        self.next_id = 1
-
-    def place(self, w: int, h: int) -> dict:
-        if self.x + w > 24:
-            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        pos = {"h": h, "w": w, "x": self.x, "y": self.y}
-        self.x += w
-        self.row_h = max(self.row_h, h)
-        return pos
-
-    def row(self, title: str) -> dict:
-        if self.x:
-            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
-        panel = {"id": self.id(), "type": "row", "title": title, "collapsed": False, "panels": [],
-                 "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}}
-        self.y += 1
-        return panel
-
-    def id(self) -> int:
-        self.next_id += 1
-        return self.next_id - 1
-
-
-def _panel(lay: _Layout, kind: str, title: str, w: int, h: int, targets: list[dict], *, unit: str | None = None,
-           description: str = "", decimals: int | None = None, thresholds: dict | None = None,
-           mappings: list | None = None, minmax: tuple[float | None, float | None] = (None, None),
-           options: dict | None = None, overrides: list | None = None, links: list | None = None,
-           transformations: list | None = None, custom: dict | None = None) -> dict:
-    defaults: dict[str, Any] = {"color": {"mode": "thresholds" if thresholds else "palette-classic"}}
-    if unit:
-        defaults["unit"] = unit
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    defaults["thresholds"] = thresholds or _thresholds((None, "green"))
-    if mappings:
-        defaults["mappings"] = mappings
-    if minmax[0] is not None:
-        defaults["min"] = minmax[0]
-    if minmax[1] is not None:
-        defaults["max"] = minmax[1]
-    if custom:
-        defaults["custom"] = custom
-    panel = {"id": lay.id(), "type": kind, "title": title, "description": description, "datasource": DS,
-             "gridPos": lay.place(w, h), "targets": targets,
-             "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-             "options": options or {}}
-    if links:
-        panel["links"] = links
-    if transformations:
-        panel["transformations"] = transformations
-    return panel
-
-
-def _stat(lay: _Layout, title: str, expr: str, **kw: Any) -> dict:
-    kw.setdefault("options", {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                              "colorMode": "background", "graphMode": "none", "textMode": "value_and_name"
-                              if kw.pop("named", False) else "value", "justifyMode": "center",
-                              "orientation": "auto"})
-    return _panel(lay, "stat", title, kw.pop("w", 4), kw.pop("h", 4), [_target(expr, kw.pop("legend", "__auto"),
-                                                                                instant=True)], **kw)
-
-
-def _timeseries(lay: _Layout, title: str, items: Iterable[tuple[str, str]], w: int = 12, h: int = 8,
-                **kw: Any) -> dict:
-    kw.setdefault("options", {"legend": {"displayMode": "table", "placement": "right", "showLegend": True,
-                                         "calcs": ["lastNotNull"]},
-                              "tooltip": {"mode": "multi", "sort": "desc"}})
-    kw.setdefault("custom", {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "showPoints": "never",
-                             "spanNulls": True})
-    return _panel(lay, "timeseries", title, w, h, _targets(*items), **kw)
-
-
-def _table(lay: _Layout, title: str, items: list[tuple[str, str]], rename: dict[str, str], sort_by: str,
-           w: int = 24, h: int = 10, **kw: Any) -> dict:
-    """An instant table joining one query per column on their labels (Grafana's merge transformation)."""
-    columns = [name for key, name in rename.items() if key.startswith("#")]
-    if len(columns) != len(items):
-        raise ValueError(f"table {title!r}: {len(items)} queries but {len(columns)} column names")
-    renames = {f"Value #{REF_IDS[i]}": name for i, name in enumerate(columns)}
-    renames.update({k: v for k, v in rename.items() if not k.startswith("#")})
-    transformations = [
-        {"id": "merge", "options": {}},
-        {"id": "organize", "options": {"excludeByName": {"Time": True, "__name__": True, "job": True},
-                                       "renameByName": renames}},
-        {"id": "sortBy", "options": {"fields": {}, "sort": [{"field": sort_by, "desc": True}]}},
-    ]
-    kw.setdefault("options", {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}})
-    return _panel(lay, "table", title, w, h, _targets(*items, instant=True, table=True),
-                  transformations=transformations, **kw)
-
-
-def _text(lay: _Layout, title: str, markdown: str, w: int = 24, h: int = 3) -> dict:
-    return {"id": lay.id(), "type": "text", "title": title, "gridPos": lay.place(w, h),
-            "options": {"mode": "markdown", "content": markdown}}
-
-
-# --------------------------------------------------------------------------------------------------- variables
-
-def _datasource_var() -> dict:
-    return {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
-            "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [], "refresh": 1, "regex": ""}
-
-
-def _query_var(name: str, label: str, query: str, *, include_all: bool = False, multi: bool = False) -> dict:
-    var = {"name": name, "label": label, "type": "query", "datasource": DS, "definition": query,
-           "query": {"query": query, "refId": f"{name}-variable"}, "current": {}, "hide": 0,
-           "includeAll": include_all, "multi": multi, "options": [], "refresh": 2, "regex": "", "sort": 1}
-    if include_all:
-        var["allValue"] = ".*"
-    return var
-
-
-def _period_var() -> dict:
-    options = [{"text": t, "value": v, "selected": v == "month"}
-               for v, t in (("month", "Tháng (month)"), ("quarter", "Quý (quarter)"), ("year", "Năm (year)"))]
-    return {"name": "period", "label": "Kỳ", "type": "custom", "query": "month,quarter,year",
-            "current": {"text": "Tháng (month)", "value": "month"}, "hide": 0, "includeAll": False,
-            "multi": False, "options": options}
-
-
-def _constant_var(name: str, value: str) -> dict:
-    return {"name": name, "label": name, "type": "constant", "query": value, "hide": 2,
-            "current": {"text": value, "value": value}, "options": [{"text": value, "value": value,
-                                                                     "selected": True}]}
-
-
-def _province_var() -> dict:
-    return _query_var("province", "Tỉnh", "label_values(province:onestop_index766_total:estimated, province)")
-
-
-def _level_var() -> dict:
-    return _query_var("level", "Cấp", 'label_values(unit:onestop_index766_total:estimated{province="$province"}, '
-                                      "level)", include_all=True)
-
-
-def _unit_var(include_all: bool = False) -> dict:
-    return _query_var("unit", "Đơn vị", 'label_values(unit:onestop_index766_total:estimated{province="$province", '
-                                        'level=~"$level"}, unit)', include_all=include_all, multi=include_all)
-
-
-def _dashboard(key: str, title: str, description: str, panels: list[dict], variables: list[dict],
-               config: MixinConfig, time_from: str = "now-7d", links: list | None = None) -> dict:
-    return {
-        "uid": UIDS[key],
-        "title": title,
-        "description": description,
-        "tags": TAGS,
-        "timezone": "Asia/Ho_Chi_Minh",
-        "editable": False,
-        "graphTooltip": 1,
-        "fiscalYearStartMonth": 0,
-        "weekStart": "monday",
-        "liveNow": False,
-        "schemaVersion": SCHEMA_VERSION,
-        "version": 1,
-        "refresh": config.dashboard_refresh,
-        "time": {"from": time_from, "to": "now"},
-        "timepicker": {},
-        "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                                  "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-                                  "name": "Annotations & Alerts", "type": "dashboard"}]},
-        "links": [{"title": "onestop", "type": "dashboards", "tags": ["onestop"], "asDropdown": True,
-                   "includeVars": True, "keepTime": True}, *(links or [])],
-        "templating": {"list": variables},
-        "panels": panels,
-    }
-
-
-def _band_mappings(catalogue: Catalogue) -> list[dict]:
-    colors = {5: "dark-green", 4: "green", 3: "yellow", 2: "orange", 1: "red"}
-    return [{"type": "value", "options": {str(b.number): {"text": b.name_vi, "color": colors.get(b.number, "blue"),
-                                                          "index": i}}}
-            for i, b in enumerate(catalogue.bands)]
-
-
-def _band_thresholds(catalogue: Catalogue) -> dict:
-    colors = {5: "dark-green", 4: "green", 3: "yellow", 2: "orange", 1: "red"}
-    steps = [(None if b is catalogue.bands[-1] else b.min_total, colors.get(b.number, "blue"))
-             for b in reversed(catalogue.bands)]
-    return _thresholds(*steps)
-
-
-def _drill_link(config: MixinConfig) -> list[dict]:
-    return [{"title": "Chi tiết đơn vị ${__data.fields.unit}",
-             "url": f"/d/{UIDS['unit-drilldown']}?var-province=${{province}}&var-unit=${{__data.fields.unit}}"
-                    "&${__url_time_range}"},
-            {"title": "Hồ sơ quá hạn (read API)",
-             "url": "${api_base}/api/units/${__data.fields.unit}/dossiers?state=overdue", "targetBlank": True}]
-
-
-# -------------------------------------------------------------------------------------------------- dashboards
-
-def province_scorecard(config: MixinConfig, catalogue: Catalogue) -> dict:
-    lay = _Layout()
-    p = 'province="$province", period="$period"'
-    panels = [lay.row("Tỉnh $province — Bộ chỉ số 766")]
-    panels.append(_stat(lay, "Điểm 766 (ước tính /100)", f"province:onestop_index766_total:estimated{{{p}}}",
-                        decimals=2, thresholds=_band_thresholds(catalogue), minmax=(0, 100),
-                        description="Total of the indicators computable from events, rescaled to 100 over the "
-                                    "points they are worth (the national-only indicators are not known here)."))
-    panels.append(_stat(lay, "Xếp loại", f"province:onestop_index766_band:number{{{p}}}",
-                        mappings=_band_mappings(catalogue), thresholds=_band_thresholds_number(catalogue)))
-    panels.append(_stat(lay, "Điểm đã biết", f"province:onestop_index766_total:score{{{p}}}", decimals=2,
-                        description="Points scored on the known indicators (out of the known maximum)."))
-    panels.append(_stat(lay, "Điểm tối đa đã biết", f"province:onestop_index766_total:max_points_known{{{p}}}",
-                        decimals=0))
-    panels.append(_stat(lay, "Tỷ lệ đúng hạn (2.1)", f"province:onestop_on_time:ratio{{{p}}}", unit="percentunit",
-                        decimals=1, thresholds=PERCENT_STEPS))
-    panels.append(_stat(lay, "Hồ sơ quá hạn (hiện tại)",
-                        'province:onestop_dossiers_open:sum{province="$province", state="overdue"}',
-                        thresholds=_thresholds((None, "green"), (1, "red"))))
-
-    panels.append(lay.row("Sáu nhóm chỉ số"))
-    computable = {i.group for i in indicators_in_force(catalogue) if i.computable_from_events and i.scored}
-    shown = [g for g in catalogue.groups if g.id in computable]
-    groups = [(f'province:onestop_index766_group:score{{{p}, group="{g.id}"}}', f"{g.id}. {g.name_vi} (/{g.max_points:g})")
-              for g in shown]
-    overrides = [{"matcher": {"id": "byFrameRefID", "options": REF_IDS[i]},
-                  "properties": [{"id": "max", "value": g.max_points}]} for i, g in enumerate(shown)]
-    not_shown = "; ".join(f"{g.id}. {g.name_vi} (/{g.max_points:g})" for g in catalogue.groups if g.id not in computable)
-    panels.append(_panel(lay, "bargauge", "Điểm theo nhóm (tỉnh)", 12, 8, _targets(*groups, instant=True),
-                         decimals=2, minmax=(0, None), overrides=overrides,
-                         options={"orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
-                                  "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
-                         description="Score of each group over its indicators computable from events. Not computable "
-                                     "from dossier events (national data only): " + (not_shown or "none") + "."))
-    indicators = [i for i in indicators_in_force(catalogue) if i.computable_from_events and i.scored]
-    panels.append(_table(
-        lay, "Chỉ số tính được từ sự kiện (tỉnh)",
-        [(f"province:onestop_index766_indicator:score{{{p}}}", ""),
-         (f"province:onestop_index766_indicator:ratio{{{p}}}", ""),
-         (f"province:onestop_index766_indicator:max_points{{{p}}}", "")],
-        {"#score": "Điểm", "#ratio": "Tỷ lệ", "#max": "Điểm tối đa", "indicator": "Chỉ số", "group": "Nhóm"},
-        "Điểm", w=12, h=8,
-        description="Computable indicators: " + ", ".join(f"{i.id} {i.name_vi}" for i in indicators)))
-
-    panels.append(lay.row("Xếp hạng đơn vị"))
-    u = 'province="$province", period="$period"'
-    panels.append(_table(
-        lay, "Xếp hạng đơn vị theo điểm 766",
-        [(f"unit:onestop_index766_total:estimated{{{u}}}", ""), (f"unit:onestop_index766_band:number{{{u}}}", ""),
-         (f"unit:onestop_index766_total:score{{{u}}}", ""), (f"unit:onestop_on_time:ratio{{{u}}}", ""),
-         (f'unit:onestop_dossiers_population:sum{{{u}}}', ""),
-         ('unit:onestop_dossiers_open:sum{province="$province", state="overdue"}', "")],
-        {"#est": "Điểm 766 (ước tính)", "#band": "Xếp loại", "#score": "Điểm đã biết", "#ontime": "Đúng hạn",
-         "#pop": "Hồ sơ (2.1)", "#overdue": "Quá hạn", "unit": "unit", "level": "Cấp"},
-        "Điểm 766 (ước tính)", h=12,
-        overrides=[
-            {"matcher": {"id": "byName", "options": "Xếp loại"},
-             "properties": [{"id": "mappings", "value": _band_mappings(catalogue)},
-                            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                            {"id": "thresholds", "value": _band_thresholds_number(catalogue)}]},
-            {"matcher": {"id": "byName", "options": "Đúng hạn"},
-             "properties": [{"id": "unit", "value": "percentunit"}, {"id": "decimals", "value": 1}]},
-            {"matcher": {"id": "byName", "options": "Điểm 766 (ước tính)"},
-             "properties": [{"id": "decimals", "value": 2}]},
-            {"matcher": {"id": "byName", "options": "unit"},
-             "properties": [{"id": "links", "value": _drill_link(config)}]},
-        ]))
-
-    panels.append(lay.row("Diễn biến trong tháng"))
-    panels.append(_timeseries(
-        lay, "Điểm 766 của tỉnh trong tháng",
-        [('province:onestop_index766_total:estimated{province="$province", period="month"}', "ước tính /100"),
-         ('province:onestop_index766_total:score{province="$province", period="month"}', "điểm đã biết")],
-        decimals=2, minmax=(0, 100), thresholds=_band_thresholds(catalogue)))
-    panels.append(_timeseries(
-        lay, "Điểm 766 theo đơn vị trong tháng",
-        [('unit:onestop_index766_total:estimated{province="$province", period="month"}', "{{unit}}")],
-        decimals=2, minmax=(0, 100)))
-    return _dashboard("province-scorecard", "Một cửa — Bảng điểm 766 của tỉnh",
-                      "766 index per province and unit, from the dossier events (current period).", panels,
-                      [_datasource_var(), _province_var(), _period_var(), _constant_var("api_base",
-                                                                                        config.read_api_base_url)],
-                      config, time_from="now/M")
+def _name_columns(lang: str, T: Callable[..., str]) -> dict[str, str]:
+    """Rename of the joined name column, and the other language's column to hide (``!`` prefix)."""
+    return {"name_en" if lang == "en" else "name": T("col.unit_name"), "!": "name" if lang == "en" else "name_en"}
 
 
 def _band_thresholds_number(catalogue: Catalogue) -> dict:
@@ -336,183 +56,320 @@ def _band_thresholds_number(catalogue: Catalogue) -> dict:
     return _thresholds(*[(None if n == nums[0] else n, colors.get(n, "blue")) for n in nums])
 
 
-def unit_drilldown(config: MixinConfig, catalogue: Catalogue) -> dict:
+# -------------------------------------------------------------------------------------------------- dashboards
+
+def province_scorecard(config: MixinConfig, catalogue: Catalogue, lang: str = "vi") -> dict:
+    T = _T(lang)
+    lay = _Layout()
+    p = 'province="$province", period="$period"'
+    panels = [lay.row(T("sc.row.province"))]
+    panels.append(_stat(lay, T("sc.estimated"), f"province:onestop_index766_total:estimated{{{p}}}",
+                        decimals=2, thresholds=_band_thresholds(catalogue), minmax=(0, 100),
+                        description=T("sc.estimated.desc")))
+    panels.append(_stat(lay, T("sc.band"), f"province:onestop_index766_band:number{{{p}}}",
+                        mappings=_band_mappings(catalogue, lang), thresholds=_band_thresholds_number(catalogue)))
+    panels.append(_stat(lay, T("sc.known"), f"province:onestop_index766_total:score{{{p}}}", decimals=2,
+                        description=T("sc.known.desc")))
+    panels.append(_stat(lay, T("sc.known_max"), f"province:onestop_index766_total:max_points_known{{{p}}}",
+                        decimals=0))
+    panels.append(_stat(lay, T("sc.on_time"), f"province:onestop_on_time:ratio{{{p}}}", unit="percentunit",
+                        decimals=1, thresholds=PERCENT_STEPS))
+    panels.append(_stat(lay, T("sc.overdue_now"),
+                        'province:onestop_dossiers_open:sum{province="$province", state="overdue"}',
+                        thresholds=_thresholds((None, "green"), (1, "red"))))
+
+    panels.append(lay.row(T("sc.row.groups")))
+    computable = {i.group for i in indicators_in_force(catalogue) if i.computable_from_events and i.scored}
+    shown = [g for g in catalogue.groups if g.id in computable]
+    groups = [(f'province:onestop_index766_group:score{{{p}, group="{g.id}"}}',
+               f"{g.id}. {texts.name(g, lang)} (/{g.max_points:g})") for g in shown]
+    overrides = [{"matcher": {"id": "byFrameRefID", "options": REF_IDS[i]},
+                  "properties": [{"id": "max", "value": g.max_points}]} for i, g in enumerate(shown)]
+    not_shown = "; ".join(f"{g.id}. {texts.name(g, lang)} (/{g.max_points:g})"
+                          for g in catalogue.groups if g.id not in computable)
+    panels.append(_panel(lay, "bargauge", T("sc.groups"), 12, 8, _targets(*groups, instant=True),
+                         decimals=2, minmax=(0, None), overrides=overrides,
+                         options={**BAR_OPTIONS, "displayMode": "gradient"},
+                         description=T("sc.groups.desc", groups=not_shown or T("none"))))
+    indicators = [i for i in indicators_in_force(catalogue) if i.computable_from_events and i.scored]
+    panels.append(_table(
+        lay, T("sc.indicators"),
+        [(f"province:onestop_index766_indicator:score{{{p}}}", ""),
+         (f"province:onestop_index766_indicator:ratio{{{p}}}", ""),
+         (f"province:onestop_index766_indicator:max_points{{{p}}}", "")],
+        {"#score": T("col.score"), "#ratio": T("col.ratio"), "#max": T("col.max"), "indicator": T("col.indicator"),
+         "group": T("col.group")},
+        T("col.score"), w=12, h=8,
+        description=T("sc.indicators.desc", indicators=", ".join(f"{i.id} {texts.name(i, lang)}" for i in indicators))))
+
+    panels.append(lay.row(T("sc.row.ranking")))
+    u = 'province="$province", period="$period"'
+    panels.append(_table(
+        lay, T("sc.ranking"),
+        [(named(f"unit:onestop_index766_total:estimated{{{u}}}"), ""),
+         (named(f"unit:onestop_index766_band:number{{{u}}}"), ""),
+         (named(f"unit:onestop_index766_total:score{{{u}}}"), ""), (named(f"unit:onestop_on_time:ratio{{{u}}}"), ""),
+         (named(f'unit:onestop_dossiers_population:sum{{{u}}}'), ""),
+         (named('unit:onestop_dossiers_open:sum{province="$province", state="overdue"}'), "")],
+        {"#est": T("col.estimated"), "#band": T("sc.band"), "#score": T("sc.known"), "#ontime": T("col.on_time"),
+         "#pop": T("col.population"), "#overdue": T("col.overdue"), "unit": "unit", "level": T("col.level"),
+         **_name_columns(lang, T)},
+        T("col.estimated"), h=12,
+        overrides=[
+            {"matcher": {"id": "byName", "options": T("sc.band")},
+             "properties": [{"id": "mappings", "value": _band_mappings(catalogue, lang)},
+                            {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                            {"id": "thresholds", "value": _band_thresholds_number(catalogue)}]},
+            {"matcher": {"id": "byName", "options": T("col.on_time")},
+             "properties": [{"id": "unit", "value": "percentunit"}, {"id": "decimals", "value": 1}]},
+            {"matcher": {"id": "byName", "options": T("col.estimated")},
+             "properties": [{"id": "decimals", "value": 2}]},
+            {"matcher": {"id": "byName", "options": "unit"},
+             "properties": [{"id": "links", "value": _drill_link(config, lang)}]},
+        ]))
+
+    panels.append(lay.row(T("sc.row.risk")))
+    pr = 'province="$province"'
+    panels.append(_panel(
+        lay, "bargauge", T("sc.risk"), 12, 9,
+        _targets((named(f'unit:onestop_index766_points_at_risk:sum{{{pr}, horizon="next_working_day"}}'),
+                  T("legend.next_working_day", unit=unit_legend(lang))),
+                 (named(f'unit:onestop_index766_points_at_risk:sum{{{pr}, horizon="all"}}'),
+                  T("legend.all_open", unit=unit_legend(lang))), instant=True),
+        decimals=2, minmax=(0, None), options={**BAR_OPTIONS, "displayMode": "basic"},
+        thresholds=_thresholds((None, "green"), (config.at_risk_points_threshold, "orange")),
+        description=T("sc.risk.desc", threshold=texts.num(config.at_risk_points_threshold, lang))))
+    panels.append(_stat(lay, T("sc.risk_province"),
+                        f'province:onestop_index766_points_at_risk:sum{{{pr}, horizon="next_working_day"}}',
+                        w=6, h=9, decimals=2, legend=T("legend.province_next"),
+                        thresholds=_thresholds((None, "green"), (config.at_risk_points_threshold, "orange"))))
+    panels.append(_stat(lay, T("sc.risk_province_all"), f'province:onestop_index766_points_at_risk:sum{{{pr}, '
+                                                        'horizon="all"}', w=6, h=9, decimals=2,
+                        thresholds=_thresholds((None, "blue"))))
+    panels.append(_panel(
+        lay, "bargauge", T("sc.forecast"), 12, 9,
+        _targets(*[(f'province:onestop_index766_forecast_total:estimated{{{pr}, scenario="{s}"}}', T(f"scenario.{s}"))
+                   for s in ("on_time_all", "due_soon_late", "current_rate")], instant=True),
+        decimals=2, minmax=(0, 100), thresholds=_band_thresholds(catalogue),
+        options={**BAR_OPTIONS, "displayMode": "gradient"}, description=T("sc.forecast.desc")))
+    panels.append(_table(
+        lay, T("sc.forecast_units"),
+        [(named(f'unit:onestop_index766_forecast_total:estimated{{{pr}, scenario="{s}"}}'), "")
+         for s in ("on_time_all", "due_soon_late", "current_rate")],
+        {"#a": T("scenario.on_time_all"), "#b": T("scenario.due_soon_late"), "#c": T("scenario.current_rate"),
+         "unit": "unit", "level": T("col.level"), "scenario": T("col.scenario"), **_name_columns(lang, T)},
+        T("scenario.current_rate"), w=12, h=9, decimals=2,
+        description=T("sc.forecast.desc")))
+
+    panels.append(lay.row(T("sc.row.quality")))
+    panels.append(_table(
+        lay, T("sc.reconcile"),
+        [(named(f'unit:onestop_official_difference:ratio{{{pr}}}'), "")],
+        {"#diff": T("col.difference"), "unit": "unit", "indicator": T("col.indicator"), "term": T("col.term"),
+         "level": T("col.level"), **_name_columns(lang, T)},
+        T("col.difference"), h=9,
+        overrides=[{"matcher": {"id": "byName", "options": T("col.difference")},
+                    "properties": [{"id": "unit", "value": "percentunit"}, {"id": "decimals", "value": 1}]}],
+        thresholds=_thresholds((None, "green"), (config.reconciliation_threshold, "red")),
+        description=T("sc.reconcile.desc", threshold=texts.pct(config.reconciliation_threshold, lang))))
+
+    panels.append(lay.row(T("sc.row.trend")))
+    panels.append(_timeseries(
+        lay, T("sc.trend_province"),
+        [('province:onestop_index766_total:estimated{province="$province", period="month"}', T("legend.estimated")),
+         ('province:onestop_index766_total:score{province="$province", period="month"}', T("legend.known"))],
+        decimals=2, minmax=(0, 100), thresholds=_band_thresholds(catalogue)))
+    panels.append(_timeseries(
+        lay, T("sc.trend_units"),
+        [(named('unit:onestop_index766_total:estimated{province="$province", period="month"}'), unit_legend(lang))],
+        decimals=2, minmax=(0, 100)))
+    return _dashboard("province-scorecard", T("sc.title"), T("sc.desc"), panels,
+                      [_datasource_var(lang), _province_var(lang), _period_var(lang),
+                       _constant_var("api_base", config.read_api_base_url)],
+                      config, lang, time_from="now/M")
+
+
+def unit_drilldown(config: MixinConfig, catalogue: Catalogue, lang: str = "vi") -> dict:
+    T = _T(lang)
     lay = _Layout()
     u = 'unit="$unit", period="$period"'
     api_links = [
-        {"title": "Danh sách hồ sơ quá hạn", "url": "${api_base}/api/units/${unit}/dossiers?state=overdue",
+        {"title": T("ud.link.overdue"), "url": "${api_base}/api/units/${unit}/dossiers?state=overdue",
          "targetBlank": True},
-        {"title": "Tải CSV hồ sơ quá hạn", "url": "${api_base}/api/units/${unit}/dossiers.csv?state=overdue",
+        {"title": T("ud.link.overdue_csv"), "url": "${api_base}/api/units/${unit}/dossiers.csv?state=overdue",
          "targetBlank": True},
-        {"title": "Hồ sơ sắp đến hạn", "url": "${api_base}/api/units/${unit}/dossiers?state=due_soon",
+        {"title": T("ud.link.due_soon"), "url": "${api_base}/api/units/${unit}/dossiers?state=due_soon",
          "targetBlank": True},
+        {"title": T("ud.link.at_risk"), "url": "${api_base}/api/units/${unit}/at-risk", "targetBlank": True},
     ]
-    panels = [lay.row("Đơn vị $unit")]
-    panels.append(_stat(lay, "Điểm 766 (ước tính /100)", f"unit:onestop_index766_total:estimated{{{u}}}", decimals=2,
+    panels = [lay.row(T("ud.row.unit"))]
+    panels.append(_stat(lay, T("sc.estimated"), f"unit:onestop_index766_total:estimated{{{u}}}", decimals=2,
                         thresholds=_band_thresholds(catalogue), minmax=(0, 100)))
-    panels.append(_stat(lay, "Xếp loại", f"unit:onestop_index766_band:number{{{u}}}",
-                        mappings=_band_mappings(catalogue), thresholds=_band_thresholds_number(catalogue)))
-    for title, name in (("Đúng hạn (2.1)", "on_time"), ("Nộp trực tuyến", "online_submission"),
-                        ("Thanh toán trực tuyến", "online_payment"), ("Hài lòng", "satisfied")):
-        panels.append(_stat(lay, title, f"unit:onestop_{name}:ratio{{{u}}}", unit="percentunit", decimals=1,
+    panels.append(_stat(lay, T("sc.band"), f"unit:onestop_index766_band:number{{{u}}}",
+                        mappings=_band_mappings(catalogue, lang), thresholds=_band_thresholds_number(catalogue)))
+    for key, name in (("ud.on_time", "on_time"), ("ud.online_submission", "online_submission"),
+                      ("ud.online_payment", "online_payment"), ("ud.satisfied", "satisfied")):
+        panels.append(_stat(lay, T(key), f"unit:onestop_{name}:ratio{{{u}}}", unit="percentunit", decimals=1,
                             thresholds=PERCENT_STEPS))
-    panels.append(_text(lay, "Hồ sơ của đơn vị (read API)",
-                        "[Hồ sơ quá hạn](${api_base}/api/units/${unit}/dossiers?state=overdue) · "
-                        "[CSV](${api_base}/api/units/${unit}/dossiers.csv?state=overdue) · "
-                        "[Sắp đến hạn](${api_base}/api/units/${unit}/dossiers?state=due_soon) · "
-                        "[CSV](${api_base}/api/units/${unit}/dossiers.csv?state=due_soon)", h=2))
+    panels.append(_text(lay, T("ud.api"), T("ud.api.md"), h=2))
 
-    panels.append(lay.row("Tiến độ giải quyết"))
-    split = [(f"unit:onestop_dossiers_{k}:sum{{{u}}}", label) for k, label in (
-        ("ended_early", "Đã xong trước hạn"), ("ended_on_time", "Đã xong đúng hạn"), ("ended_late", "Đã xong trễ hạn"),
-        ("open_within", "Đang xử lý trong hạn"), ("open_due_soon", "Đang xử lý sắp đến hạn"),
-        ("open_overdue", "Đang xử lý quá hạn"), ("open_awaiting_supplement", "Chờ bổ sung"),
-        ("open_awaiting_payment", "Chờ nghĩa vụ tài chính"))]
-    panels.append(_panel(lay, "bargauge", "Phân loại hồ sơ trong kỳ (đúng hạn / trễ hạn)", 12, 9,
-                         _targets(*split, instant=True), decimals=0, minmax=(0, None),
-                         options={"orientation": "horizontal", "displayMode": "basic", "showUnfilled": True,
-                                  "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}))
-    panels.append(_panel(lay, "bargauge", "Hồ sơ đang mở (hiện tại)", 12, 9,
+    panels.append(lay.row(T("ud.row.progress")))
+    split = [(f"unit:onestop_dossiers_{k}:sum{{{u}}}", T(f"ud.split.{k}")) for k in (
+        "ended_early", "ended_on_time", "ended_late", "open_within", "open_due_soon", "open_overdue",
+        "open_awaiting_supplement", "open_awaiting_payment")]
+    panels.append(_panel(lay, "bargauge", T("ud.split"), 12, 9, _targets(*split, instant=True), decimals=0,
+                         minmax=(0, None), options={**BAR_OPTIONS, "displayMode": "basic"}))
+    panels.append(_panel(lay, "bargauge", T("ud.open_now"), 12, 9,
                          _targets(('unit:onestop_dossiers_open:sum{unit="$unit"}', "{{state}}"), instant=True),
-                         decimals=0, minmax=(0, None), links=api_links,
-                         options={"orientation": "horizontal", "displayMode": "basic", "showUnfilled": True,
-                                  "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}))
+                         decimals=0, minmax=(0, None), links=api_links, options={**BAR_OPTIONS, "displayMode": "basic"}))
     panels.append(_timeseries(
-        lay, "Sắp đến hạn và quá hạn",
-        [('unit:onestop_dossiers_open:sum{unit="$unit", state="due_soon"}', "sắp đến hạn"),
-         ('unit:onestop_dossiers_open:sum{unit="$unit", state="overdue"}', "quá hạn")], decimals=0, links=api_links))
+        lay, T("ud.due_overdue"),
+        [('unit:onestop_dossiers_open:sum{unit="$unit", state="due_soon"}', T("legend.due_soon")),
+         ('unit:onestop_dossiers_open:sum{unit="$unit", state="overdue"}', T("legend.overdue"))], decimals=0,
+        links=api_links))
     panels.append(_timeseries(
-        lay, "Tỷ lệ trong tháng và mục tiêu",
-        [('unit:onestop_on_time:ratio{unit="$unit", period="month"}', "đúng hạn"),
-         ('unit:onestop_on_time:target{unit="$unit"}', "mục tiêu đúng hạn"),
-         ('unit:onestop_online_submission:ratio{unit="$unit", period="month"}', "nộp trực tuyến"),
-         ('unit:onestop_online_payment:ratio{unit="$unit", period="month"}', "thanh toán trực tuyến"),
-         ('unit:onestop_satisfied:ratio{unit="$unit", period="month"}', "hài lòng")],
+        lay, T("ud.ratios"),
+        [('unit:onestop_on_time:ratio{unit="$unit", period="month"}', T("legend.on_time")),
+         ('unit:onestop_on_time:target{unit="$unit"}', T("legend.on_time_target")),
+         ('unit:onestop_online_submission:ratio{unit="$unit", period="month"}', T("legend.online_submission")),
+         ('unit:onestop_online_payment:ratio{unit="$unit", period="month"}', T("legend.online_payment")),
+         ('unit:onestop_satisfied:ratio{unit="$unit", period="month"}', T("legend.satisfied"))],
         unit="percentunit", minmax=(0, 1)))
 
-    panels.append(lay.row("Bộ chỉ số 766 của đơn vị"))
+    panels.append(lay.row(T("ud.row.indicators")))
     panels.append(_table(
-        lay, "Chỉ số",
+        lay, T("ud.indicators"),
         [(f"unit:onestop_index766_indicator:score{{{u}}}", ""), (f"unit:onestop_index766_indicator:ratio{{{u}}}", ""),
          (f"unit:onestop_index766_indicator:numerator{{{u}}}", ""),
          (f"unit:onestop_index766_indicator:denominator{{{u}}}", "")],
-        {"#score": "Điểm", "#ratio": "Tỷ lệ", "#num": "Tử số", "#den": "Mẫu số", "indicator": "Chỉ số",
-         "group": "Nhóm"}, "Điểm", w=14, h=9))
+        {"#score": T("col.score"), "#ratio": T("col.ratio"), "#num": T("col.numerator"), "#den": T("col.denominator"),
+         "indicator": T("col.indicator"), "group": T("col.group")}, T("col.score"), w=14, h=9))
     panels.append(_timeseries(
-        lay, "Tốc độ tiêu hao ngân sách trễ hạn (burn rate)",
+        lay, T("ud.burn"),
         [('{__name__=~"unit:onestop_on_time:burnrate.*", unit="$unit"}', "{{__name__}}")], w=10, h=9,
-        description="Late dossiers added per window relative to the monthly allowance, per working second "
-                    "(1 = exactly on budget)."))
-    return _dashboard("unit-drilldown", "Một cửa — Chi tiết đơn vị",
-                      "One unit: on-time split, open dossiers by deadline state, shares, 766 indicators, and links to "
-                      "the read API's dossier lists.", panels,
-                      [_datasource_var(), _province_var(), _level_var(), _unit_var(), _period_var(),
-                       _constant_var("api_base", config.read_api_base_url)],
-                      config, links=[{"title": t["title"], "type": "link", "url": t["url"], "targetBlank": True,
-                                      "icon": "external link", "includeVars": False, "keepTime": False}
-                                     for t in api_links])
+        description=T("ud.burn.desc")))
+    panels.append(_timeseries(
+        lay, T("ud.risk"),
+        [('unit:onestop_index766_points_at_risk:sum{unit="$unit", horizon="next_working_day"}',
+          T("legend.risk_next")),
+         ('unit:onestop_index766_points_at_risk:sum{unit="$unit", horizon="all"}', T("legend.risk_all"))],
+        decimals=2, links=api_links, description=T("sc.risk.desc",
+                                                   threshold=texts.num(config.at_risk_points_threshold, lang))))
+    panels.append(_timeseries(
+        lay, T("ud.forecast"),
+        [(f'unit:onestop_index766_forecast_total:estimated{{unit="$unit", scenario="{s}"}}', T(f"scenario.{s}"))
+         for s in ("on_time_all", "due_soon_late", "current_rate")],
+        decimals=2, minmax=(0, 100), description=T("sc.forecast.desc")))
+    return _dashboard("unit-drilldown", T("ud.title"), T("ud.desc"), panels,
+                      [_datasource_var(lang), _province_var(lang), _level_var(lang), _unit_var(lang),
+                       _period_var(lang), _constant_var("api_base", config.read_api_base_url)],
+                      config, lang, links=[{"title": t["title"], "type": "link", "url": t["url"], "targetBlank": True,
+                                            "icon": "external link", "includeVars": False, "keepTime": False}
+                                           for t in api_links])
 
 
-def backlog_deadlines(config: MixinConfig, catalogue: Catalogue) -> dict:
+def backlog_deadlines(config: MixinConfig, catalogue: Catalogue, lang: str = "vi") -> dict:
+    T = _T(lang)
     lay = _Layout()
     sel = 'province="$province", level=~"$level", unit=~"$unit"'
-    panels = [lay.row("Tỉnh $province")]
-    for state, title, color in (("overdue", "Quá hạn", "red"), ("due_soon", "Sắp đến hạn", "orange"),
-                                ("within", "Trong hạn", "green"), ("awaiting_supplement", "Chờ bổ sung", "blue")):
-        panels.append(_stat(lay, title, f'province:onestop_dossiers_open:sum{{province="$province", state="{state}"}}',
+    panels = [lay.row(T("bl.row.province"))]
+    for state, color in (("overdue", "red"), ("due_soon", "orange"), ("within", "green"),
+                         ("awaiting_supplement", "blue")):
+        panels.append(_stat(lay, T(f"bl.state.{state}"),
+                            f'province:onestop_dossiers_open:sum{{province="$province", state="{state}"}}',
                             w=6, thresholds=_thresholds((None, color))))
-    panels.append(_timeseries(lay, "Hồ sơ quá hạn theo đơn vị",
-                              [(f'unit:onestop_dossiers_open:sum{{{sel}, state="overdue"}}', "{{unit}}")],
+    panels.append(_timeseries(lay, T("bl.overdue_by_unit"),
+                              [(named(f'unit:onestop_dossiers_open:sum{{{sel}, state="overdue"}}'), unit_legend(lang))],
                               decimals=0, w=12, h=10))
-    panels.append(_timeseries(lay, "Hồ sơ sắp đến hạn theo đơn vị",
-                              [(f'unit:onestop_dossiers_open:sum{{{sel}, state="due_soon"}}', "{{unit}}")],
+    panels.append(_timeseries(lay, T("bl.due_soon_by_unit"),
+                              [(named(f'unit:onestop_dossiers_open:sum{{{sel}, state="due_soon"}}'), unit_legend(lang))],
                               decimals=0, w=12, h=10))
     panels.append(_table(
-        lay, "Đơn vị theo số hồ sơ quá hạn",
-        [(f'unit:onestop_dossiers_open:sum{{{sel}, state="overdue"}}', ""),
-         (f'unit:onestop_dossiers_open:sum{{{sel}, state="due_soon"}}', ""),
-         (f'unit:onestop_dossiers_late_without_apology:sum{{{sel}, period="month"}}', ""),
-         (f'unit:onestop_dossiers_ended_late:sum{{{sel}, period="month"}}', "")],
-        {"#overdue": "Quá hạn", "#due": "Sắp đến hạn", "#noapology": "Trễ không xin lỗi (tháng)",
-         "#late": "Đã xong trễ hạn (tháng)", "unit": "unit", "level": "Cấp"},
-        "Quá hạn", h=12,
+        lay, T("bl.ranking"),
+        [(named(f'unit:onestop_dossiers_open:sum{{{sel}, state="overdue"}}'), ""),
+         (named(f'unit:onestop_dossiers_open:sum{{{sel}, state="due_soon"}}'), ""),
+         (named(f'unit:onestop_dossiers_late_without_apology:sum{{{sel}, period="month"}}'), ""),
+         (named(f'unit:onestop_dossiers_ended_late:sum{{{sel}, period="month"}}'), "")],
+        {"#overdue": T("col.overdue"), "#due": T("col.due_soon"), "#noapology": T("col.no_apology"),
+         "#late": T("col.ended_late"), "unit": "unit", "level": T("col.level"), **_name_columns(lang, T)},
+        T("col.overdue"), h=12,
         overrides=[{"matcher": {"id": "byName", "options": "unit"},
-                    "properties": [{"id": "links", "value": _drill_link(config)}]}]))
-    panels.append(_timeseries(lay, "Hồ sơ trễ hạn thêm trong tháng (tỉnh)",
+                    "properties": [{"id": "links", "value": _drill_link(config, lang)}]}]))
+    panels.append(_timeseries(lay, T("bl.late_province"),
                               [('province:onestop_dossiers_ended_late:sum{province="$province", period="month"}',
-                                "đã xong trễ hạn"),
+                                T("legend.ended_late")),
                                ('province:onestop_dossiers_open_overdue:sum{province="$province", period="month"}',
-                                "đang quá hạn"),
+                                T("legend.open_overdue")),
                                ('province:onestop_dossiers_late_without_apology:sum{province="$province", '
-                                'period="month"}', "trễ không có phiếu xin lỗi")],
+                                'period="month"}', T("legend.no_apology"))],
                               decimals=0, w=24, h=8))
-    return _dashboard("backlog-deadlines", "Một cửa — Tồn đọng và hạn xử lý",
-                      "Due-soon and overdue dossiers by unit over time.", panels,
-                      [_datasource_var(), _province_var(), _level_var(), _unit_var(include_all=True)], config)
+    return _dashboard("backlog-deadlines", T("bl.title"), T("bl.desc"), panels,
+                      [_datasource_var(lang), _province_var(lang), _level_var(lang),
+                       _unit_var(lang, include_all=True)], config, lang)
 
 
-def pipeline_health(config: MixinConfig, catalogue: Catalogue) -> dict:
+def pipeline_health(config: MixinConfig, catalogue: Catalogue, lang: str = "vi") -> dict:
+    T = _T(lang)
     lay = _Layout()
     sel = config.worker_selector
     ri = "$__rate_interval"
-    panels = [lay.row("Luồng sự kiện")]
-    panels.append(_timeseries(lay, "Sự kiện xử lý /s theo nguồn",
+    panels = [lay.row(T("ph.row.events"))]
+    panels.append(_timeseries(lay, T("ph.events"),
                               [(f"sum by (source) (rate(onestop_events_processed_total{{{sel}}}[{ri}]))", "{{source}}")],
                               unit="ops"))
-    panels.append(_timeseries(lay, "Bản ghi bị từ chối /s theo lý do (dead letters)",
+    panels.append(_timeseries(lay, T("ph.rejected"),
                               [(f"sum by (reason) (rate(onestop_events_rejected_total{{{sel}}}[{ri}]))", "{{reason}}")],
                               unit="ops"))
-    panels.append(_timeseries(lay, "Trùng lặp và đến muộn /s",
-                              [(f"sum(rate(onestop_events_duplicate_total{{{sel}}}[{ri}]))", "trùng lặp"),
-                               (f"sum(rate(onestop_events_late_total{{{sel}}}[{ri}]))", "đến muộn")], unit="ops"))
-    panels.append(_timeseries(lay, "Độ trễ xử lý",
-                              [(f"onestop_processing_lag_seconds{{{sel}}}", "{{instance}}")], unit="s"))
+    panels.append(_timeseries(lay, T("ph.duplicates"),
+                              [(f"sum(rate(onestop_events_duplicate_total{{{sel}}}[{ri}]))", T("legend.duplicate")),
+                               (f"sum(rate(onestop_events_late_total{{{sel}}}[{ri}]))", T("legend.late_arrival"))],
+                              unit="ops"))
+    panels.append(_timeseries(lay, T("ph.lag"), [(f"onestop_processing_lag_seconds{{{sel}}}", "{{instance}}")],
+                              unit="s"))
     panels.append(_table(
-        lay, "Sự kiện cuối cùng theo nguồn",
+        lay, T("ph.last_event"),
         [("source:onestop_last_event:timestamp_seconds * 1000", ""),
          (f"scalar(max(onestop_clock_timestamp_seconds{{{sel}}})) - source:onestop_last_event:timestamp_seconds",
           "")],
-        {"#ts": "Sự kiện cuối", "#age": "Cách đây", "source": "Nguồn"}, "Cách đây", w=12, h=8,
-        overrides=[{"matcher": {"id": "byName", "options": "Sự kiện cuối"},
+        {"#ts": T("col.last_event"), "#age": T("col.age"), "source": T("col.source")}, T("col.age"), w=12, h=8,
+        overrides=[{"matcher": {"id": "byName", "options": T("col.last_event")},
                     "properties": [{"id": "unit", "value": "dateTimeAsIso"}]},
-                   {"matcher": {"id": "byName", "options": "Cách đây"},
+                   {"matcher": {"id": "byName", "options": T("col.age")},
                     "properties": [{"id": "unit", "value": "s"}]}]))
-    panels.append(_timeseries(lay, "Tỷ lệ bản ghi bị từ chối",
+    panels.append(_timeseries(lay, T("ph.rejected_ratio"),
                               [(f"job:onestop_events_rejected:ratio_rate{config.dead_letter_window}", "{{job}}")],
                               unit="percentunit", w=12, h=8))
 
-    panels.append(lay.row("Worker"))
+    panels.append(lay.row(T("ph.row.workers")))
     panels.append(_table(
-        lay, "Trạng thái worker",
+        lay, T("ph.workers"),
         [(f"up{{{sel}}}", ""), (f"onestop_worker_ready{{{sel}}}", ""),
          (f"onestop_worker_partitions_assigned{{{sel}}}", ""), (f"onestop_dossiers_tracked{{{sel}}}", ""),
          (f"onestop_deadline_checks_pending{{{sel}}}", ""), (f"onestop_tally_rebuild_duration_seconds{{{sel}}}", "")],
-        {"#up": "up", "#ready": "Sẵn sàng", "#parts": "Phân vùng", "#tracked": "Hồ sơ đang giữ",
-         "#pending": "Chờ kiểm tra hạn", "#rebuild": "Dựng lại (s)", "instance": "instance"}, "Phân vùng", h=8))
-    panels.append(_timeseries(lay, "Cảnh báo hồ sơ đã phát /s theo loại",
+        {"#up": "up", "#ready": T("col.ready"), "#parts": T("col.partitions"), "#tracked": T("col.tracked"),
+         "#pending": T("col.pending"), "#rebuild": T("col.rebuild"), "instance": "instance"}, T("col.partitions"),
+        h=8))
+    panels.append(_timeseries(lay, T("ph.alerts"),
                               [(f"sum by (kind) (rate(onestop_alerts_emitted_total{{{sel}}}[{ri}]))", "{{kind}}")],
                               unit="ops", w=8))
-    panels.append(_timeseries(lay, "Lỗi collector",
+    panels.append(_timeseries(lay, T("ph.collector"),
                               [(f"sum by (instance) (increase(onestop_collector_errors_total{{{sel}}}[{ri}]))",
                                 "{{instance}}")], w=8))
-    panels.append(_timeseries(lay, "Giờ làm việc (theo đồng hồ worker)",
-                              [("onestop:working_time:bool", "giờ làm việc"), ("onestop:working_day:bool", "ngày làm việc")],
-                              w=8, minmax=(0, 1),
-                              description="1 during working time per the Vietnamese work calendar; burn-rate "
-                                          "alerts are evaluated only then."))
-    return _dashboard("pipeline-health", "Một cửa — Sức khỏe pipeline",
-                      "Events per second, rejections, duplicates, lag, last event per source, worker status.",
-                      panels, [_datasource_var()], config, time_from="now-6h")
+    panels.append(_timeseries(lay, T("ph.working_time"),
+                              [("onestop:working_time:bool", T("legend.working_time")),
+                               ("onestop:working_day:bool", T("legend.working_day"))],
+                              w=8, minmax=(0, 1), description=T("ph.working_time.desc")))
+    return _dashboard("pipeline-health", T("ph.title"), T("ph.desc"), panels, [_datasource_var(lang)], config, lang,
+                      time_from="now-6h")
 
 
-def all_dashboards(config: MixinConfig, catalogue: Catalogue | None = None) -> dict[str, dict]:
+BOARDS = {"province-scorecard": province_scorecard, "unit-drilldown": unit_drilldown,
+          "backlog-deadlines": backlog_deadlines, "pipeline-health": pipeline_health}
+
+
+def all_dashboards(config: MixinConfig, catalogue: Catalogue | None = None, lang: str = "vi") -> dict[str, dict]:
     catalogue = catalogue or load_catalogue()
-    return {
-        "province-scorecard": province_scorecard(config, catalogue),
-        "unit-drilldown": unit_drilldown(config, catalogue),
-        "backlog-deadlines": backlog_deadlines(config, catalogue),
-        "pipeline-health": pipeline_health(config, catalogue),
-    }
+    return {name: build(config, catalogue, lang) for name, build in BOARDS.items()}
 
 
 def panel_queries(dashboard: dict) -> list[tuple[str, str, str]]:

@@ -13,14 +13,14 @@ Names follow ``level:metric:operations`` with levels ``unit`` (labels unit, prov
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from models.figures import SHARES
 from models.index766 import LEVELS, Catalogue, Indicator, load_catalogue
 from streams.serve import metrics as exposition
 
 from monitoring.config import MixinConfig, duration_seconds
-from monitoring.worktime import (CALENDAR_COVERED, WORKING_TIME, CalendarFacts, working_seconds_record, working_seconds_rule, working_time_rules)
+from monitoring.worktime import CalendarFacts, working_seconds_record, working_seconds_rule, working_time_rules
 
 __all__ = ["AlertSpec", "Level", "LEVELS_OUT", "alert_specs", "recording_groups", "alert_groups", "tally_keys",
            "share_names", "indicators_in_force", "fmt"]
@@ -308,210 +308,33 @@ def recording_groups(config: MixinConfig, facts: CalendarFacts, catalogue: Catal
     groups.append({"name": "onestop.objectives", "interval": interval,
                    "rules": [_target_rule(config), *_burn_rules(config, facts)]})
     groups.append({"name": "onestop.pipeline", "interval": interval, "rules": _pipeline_rules(config)})
+    from monitoring.risk import names_group, risk_group
+
+    groups.insert(1, names_group(config))
+    groups.append(risk_group(config, catalogue))
     return groups
 
 
-# -------------------------------------------------------------------------------------------------- alerts
+# ------------------------------------------------------------------------------------------- alert helpers
 
-@dataclass(frozen=True)
-class AlertSpec:
-    name: str
-    expr: str
-    for_: str
-    severity: str
-    category: str  # "data" (about dossiers, per unit) or "pipeline" (about the monitor itself)
-    summary: str
-    description: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    keep_firing_for: str | None = None
-
-    @property
-    def anchor(self) -> str:
-        return self.name.lower()
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:g}%"
-
-
-def alert_specs(config: MixinConfig, facts: CalendarFacts) -> list[AlertSpec]:
-    c = config
-    sel = c.worker_selector
-    api = c.read_api_base_url.rstrip("/")
-    where = "{{ $labels.unit }} ({{ $labels.level }}, province {{ $labels.province }})"
-    unit_on = "on (unit, province, level, period)"
-    specs = [
-        AlertSpec(
-            "OnestopDossiersOverdue",
-            f'unit:onestop_dossiers_open:sum{{state="overdue"}} >= {c.overdue_threshold}',
-            c.overdue_for, "warning", "data",
-            "{{ $value }} overdue dossier(s) in unit {{ $labels.unit }} (hồ sơ quá hạn)",
-            f"{{{{ $value }}}} open dossier(s) of unit {where} are past their due date. "
-            f"List: {api}/api/units/{{{{ $labels.unit }}}}/dossiers?state=overdue "
-            f"(CSV: {api}/api/units/{{{{ $labels.unit }}}}/dossiers.csv?state=overdue).",
-        ),
-        AlertSpec(
-            "OnestopDossiersDueSoon",
-            f'unit:onestop_dossiers_open:sum{{state="due_soon"}} >= {c.due_soon_threshold}',
-            c.due_soon_for, "info", "data",
-            "{{ $value }} dossier(s) due soon in unit {{ $labels.unit }} (hồ sơ sắp đến hạn)",
-            f"{{{{ $value }}}} open dossier(s) of unit {where} have at most max(1 working day, 20% of their time "
-            f"limit) left. List: {api}/api/units/{{{{ $labels.unit }}}}/dossiers?state=due_soon.",
-        ),
-        AlertSpec(
-            "OnestopLateWithoutApology",
-            _new_in_month("unit:onestop_dossiers_late_without_apology:sum", c.late_without_apology_window, c),
-            "0m", "warning", "data",
-            "Late dossiers without an apology slip in unit {{ $labels.unit }} (trễ hạn không có phiếu xin lỗi)",
-            f"{{{{ $value }}}} dossier(s) of unit {where} ended late this month without an apology and reschedule "
-            f"slip issued at least one working day before the due date (reported for {c.late_without_apology_keep}).",
-            keep_firing_for=c.late_without_apology_keep,
-        ),
-        AlertSpec(
-            "OnestopOnTimeRatioBelowTarget",
-            f'unit:onestop_on_time:ratio{{period="month"}}\n  < on (unit) group_left () unit:onestop_on_time:target\n'
-            f'and {unit_on} unit:onestop_dossiers_population:sum{{period="month"}} >= {c.on_time_min_volume}',
-            c.on_time_for, "warning", "data",
-            "On-time ratio of unit {{ $labels.unit }} is {{ $value | humanizePercentage }} this month, below target",
-            f"Unit {where}: {{{{ $value | humanizePercentage }}}} of this month's 766 indicator 2.1 population "
-            f"is on time (target {_pct(c.on_time_target)} unless overridden for the unit or province; at least "
-            f"{c.on_time_min_volume} dossiers).",
-        ),
-    ]
-    for w in c.burn_windows:
-        expr = (f"{burn_record(w.long)} > {fmt(w.factor)}\nand {burn_record(w.short)} > {fmt(w.factor)}\n"
-                f'and {unit_on} unit:onestop_dossiers_population:sum{{period="month"}} >= {c.on_time_min_volume}\n'
-                f"and on () {WORKING_TIME} == 1")
-        specs.append(AlertSpec(
-            "OnestopOnTimeBudgetBurn", expr, w.for_, w.severity, "data",
-            f"Unit {{{{ $labels.unit }}}} is burning its on-time error budget more than {fmt(w.factor)}x too fast",
-            f"Unit {where}: dossiers are becoming late more than {fmt(w.factor)} times faster than the monthly "
-            f"on-time target allows, over both the last {w.long} and the last {w.short} (burn rates per working "
-            f"second; see the unit drill-down dashboard). Late now: "
-            f"{api}/api/units/{{{{ $labels.unit }}}}/dossiers?state=overdue.",
-            {"long": w.long, "short": w.short},
-        ))
-    specs += [
-        AlertSpec(
-            "OnestopOnlineSubmissionShareLow",
-            f'unit:onestop_online_submission:ratio{{period="month"}} < {fmt(c.online_submission_target)}\n'
-            f'and {unit_on} unit:onestop_dossiers_received:sum{{period="month"}} >= {c.share_min_volume}',
-            c.share_for, "info", "data",
-            "Online submission share of unit {{ $labels.unit }} is {{ $value | humanizePercentage }} this month",
-            f"Unit {where}: {{{{ $value | humanizePercentage }}}} of the dossiers received this month were submitted "
-            f"online (target {_pct(c.online_submission_target)}, at least {c.share_min_volume} received).",
-        ),
-        AlertSpec(
-            "OnestopOnlinePaymentShareLow",
-            f'unit:onestop_online_payment:ratio{{period="month"}} < {fmt(c.online_payment_target)}\n'
-            f'and {unit_on} unit:onestop_dossiers_fee_bearing:sum{{period="month"}} >= {c.share_min_volume}',
-            c.share_for, "info", "data",
-            "Online payment share of unit {{ $labels.unit }} is {{ $value | humanizePercentage }} this month",
-            f"Unit {where}: {{{{ $value | humanizePercentage }}}} of this month's fee-bearing dossiers were paid "
-            f"online (target {_pct(c.online_payment_target)}, at least {c.share_min_volume} fee-bearing).",
-        ),
-        AlertSpec(
-            "OnestopSatisfactionLow",
-            f'unit:onestop_satisfied:ratio{{period="month"}} < {fmt(c.satisfaction_threshold)}\n'
-            f'and {unit_on} unit:onestop_dossiers_rated:sum{{period="month"}} >= {c.satisfaction_min_ratings}',
-            c.share_for, "warning", "data",
-            "Satisfaction in unit {{ $labels.unit }} is {{ $value | humanizePercentage }} this month",
-            f"Unit {where}: {{{{ $value | humanizePercentage }}}} of this month's ratings are satisfied "
-            f"(threshold {_pct(c.satisfaction_threshold)}, at least {c.satisfaction_min_ratings} ratings).",
-        ),
-        AlertSpec(
-            "OnestopWorkerDown", f"up{{{sel}}} == 0", c.worker_down_for, "critical", "pipeline",
-            "Stream worker {{ $labels.instance }} is down",
-            "Prometheus cannot scrape worker {{ $labels.instance }}: the dossiers of its partitions are missing "
-            "from every figure until it is back or its partitions move to another worker.",
-        ),
-        AlertSpec(
-            "OnestopWorkersAbsent", f"absent(up{{{sel}}})", c.worker_down_for, "critical", "pipeline",
-            "No stream worker is known to Prometheus",
-            f"No series up{{{sel}}} exists: the scrape configuration or service discovery lost every worker, so no "
-            "figure and no data alert can be trusted.",
-        ),
-        AlertSpec(
-            "OnestopWorkerNotReady", f"onestop_worker_ready{{{sel}}} == 0", c.worker_not_ready_for, "warning",
-            "pipeline",
-            "Stream worker {{ $labels.instance }} has not finished recovering its partitions",
-            "Worker {{ $labels.instance }} answers scrapes but its tallies are still being rebuilt from the dossier "
-            "table (rebalance or restart); its figures are incomplete meanwhile.",
-        ),
-        AlertSpec(
-            "OnestopSourceSilent", _silence_expr(c), "0m", "warning", "pipeline",
-            "No events from source {{ $labels.source }} for "
-            f"{fmt(c.source_silence_working_hours)} working hours",
-            f"The workers processed no event from {{{{ $labels.source }}}} during a period holding at least "
-            f"{fmt(c.source_silence_working_hours)} working hours (Vietnamese calendar): the one-stop system or its "
-            "publisher may have stopped sending.",
-        ),
-        AlertSpec(
-            "OnestopDeadLetterRateHigh",
-            f"job:onestop_events_rejected:ratio_rate{c.dead_letter_window} > {fmt(c.dead_letter_ratio)}\n"
-            f"and job:onestop_events_rejected:increase{c.dead_letter_window} >= {c.dead_letter_min_count}",
-            "5m", "warning", "pipeline",
-            "{{ $value | humanizePercentage }} of incoming records go to the dead-letter topic",
-            f"Over the last {c.dead_letter_window}, {{{{ $value | humanizePercentage }}}} of the records read by "
-            f"job {{{{ $labels.job }}}} were rejected (threshold {_pct(c.dead_letter_ratio)}). See "
-            "onestop_events_rejected_total by reason.",
-        ),
-        AlertSpec(
-            "OnestopProcessingLagHigh",
-            f"job:onestop_processing_lag:max_seconds > {fmt(c.processing_lag_seconds)}",
-            c.processing_lag_for, "warning", "pipeline",
-            "Events are processed {{ $value | humanizeDuration }} after they happened",
-            "The most recently processed event of job {{ $labels.job }} is {{ $value | humanizeDuration }} old "
-            f"(threshold {fmt(c.processing_lag_seconds)}s): the workers are behind, or a source sends late.",
-        ),
-        AlertSpec(
-            "OnestopCollectorErrors", f"increase(onestop_collector_errors_total{{{sel}}}[10m]) > 0", "0m",
-            "warning", "pipeline",
-            "Scrapes of worker {{ $labels.instance }} hit processor errors",
-            "The metrics collector of {{ $labels.instance }} caught about {{ $value | printf \"%.0f\" }} processor "
-            "error(s) in 10 minutes; "
-            "some units or indicators may be missing from the figures. See the worker log.",
-        ),
-        AlertSpec(
-            "OnestopCalendarNotCovered", f"{CALENDAR_COVERED} == 0", "1h", "warning", "pipeline",
-            "The monitoring rules do not know this year's days off",
-            f"The working-time rule and the notification hours were generated for {min(facts.years)}-"
-            f"{max(facts.years)}; regenerate them (onestop mixin generate) with the current calendar.",
-        ),
-    ]
-    return specs
-
-
-def _new_in_month(series: str, window: str, config: MixinConfig) -> str:
+def new_in_month(series: str, window: str, config: MixinConfig) -> str:
     """Growth of a monthly count over ``window``; after a month boundary, the new month's whole count is new."""
     s = f'{series}{{period="month"}}'
     changed = _month_changed(config, window)
     return f"{s} - {s} offset {window} > 0 unless on () {changed}\nor {s} > 0 and on () {changed}"
 
 
-def _silence_expr(config: MixinConfig) -> str:
+def silence_expr(config: MixinConfig) -> str:
     need = fmt(config.source_silence_working_hours * 3600)
     parts = [f"source:onestop_events_processed:increase{w} == 0 and on () {working_seconds_record(w)} >= {need}"
              for w in silence_windows(config)]
     return "\nor ".join(parts)
 
 
-def alert_groups(config: MixinConfig, facts: CalendarFacts) -> list[dict]:
-    """Alert rules with ``runbook_url`` added here, for all of them, so that none can ship without one."""
-    by_category: dict[str, list[dict]] = {}
-    for spec in alert_specs(config, facts):
-        rule = {"alert": spec.name, "expr": spec.expr}
-        if duration_seconds(spec.for_) > 0:
-            rule["for"] = spec.for_
-        if spec.keep_firing_for:
-            rule["keep_firing_for"] = spec.keep_firing_for
-        rule["labels"] = {"severity": spec.severity, "category": spec.category, **spec.labels}
-        rule["annotations"] = {
-            "summary": spec.summary,
-            "description": spec.description,
-            "runbook_url": config.runbook_url_pattern.format(anchor=spec.anchor),
-        }
-        by_category.setdefault(spec.category, []).append(rule)
-    return [{"name": f"onestop.alerts.{cat}", "interval": config.evaluation_interval, "rules": rules}
-            for cat, rules in by_category.items()]
+def __getattr__(name: str):
+    """The alert rules live in monitoring/alerts.py (texts from the message catalogue); still importable from here."""
+    if name in ("AlertSpec", "alert_groups", "alert_specs"):
+        from monitoring import alerts
 
+        return getattr(alerts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,8 @@ from streams.runtime.processor import Processor
 UNITS = 150
 #: Series per unit that the exposition may use (documented in alerts/README.md).
 PER_UNIT_BUDGET = 160
+#: Families with series per unit: the tallies, the indicators and the unit's name (one info series each).
+PER_UNIT_FAMILIES = ("onestop_dossiers_", "onestop_indicator_", "onestop_unit_info")
 #: Series of a worker for a 150-unit province, health and process metrics included.
 PROVINCE_BUDGET = 25_000
 REJECTION_REASONS = ("too_large", "bad_json", "schema", "unknown_type", "impossible_timeline", "missing_key",
@@ -69,8 +71,7 @@ def _series(units: int, process_metrics: bool) -> dict[str, int]:
 def test_worker_series_for_a_150_unit_province_stay_under_budget() -> None:
     counts = _series(UNITS, process_metrics=True)
     total = sum(counts.values())
-    per_unit = {n: c for n, c in counts.items() if n.startswith("onestop_dossiers_") or n.startswith(
-        "onestop_indicator_")}
+    per_unit = {n: c for n, c in counts.items() if n.startswith(PER_UNIT_FAMILIES)}
     unit_series = sum(v for k, v in per_unit.items() if k != "onestop_dossiers_tracked")
     assert unit_series / UNITS <= PER_UNIT_BUDGET, (unit_series / UNITS, per_unit)
     assert total <= PROVINCE_BUDGET, total
@@ -82,8 +83,12 @@ def test_series_grow_linearly_with_units_and_no_label_carries_a_dossier() -> Non
     small, large = _series(10, False), _series(20, False)
     grow = {k: large[k] - small[k] for k in large if large[k] != small.get(k)}
     assert sum(grow.values()) / 10 <= PER_UNIT_BUDGET
-    assert all(name.startswith(("onestop_dossiers_", "onestop_indicator_")) for name in grow), grow
+    assert all(name.startswith(PER_UNIT_FAMILIES) for name in grow), grow
     text = render(new_registry(_Runtime(3), process_metrics=False)).decode()
     labels = {name for family in text_string_to_metric_families(text) for s in family.samples for name in s.labels}
+    # name, name_en and parent are carried by onestop_unit_info alone, one series per unit (joined in PromQL).
     assert labels <= {"unit", "province", "level", "period", "channel", "outcome", "state", "indicator", "key",
-                      "source", "reason", "kind"}, labels
+                      "source", "reason", "kind", "name", "name_en", "parent"}, labels
+    named = {family.name for family in text_string_to_metric_families(text)
+             if any("name" in s.labels for s in family.samples)}
+    assert named <= {"onestop_unit_info"}, named

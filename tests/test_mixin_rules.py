@@ -25,7 +25,8 @@ from monitoring.worktime import calendar_facts
 
 REPO = Path(__file__).resolve().parents[1]
 ALERTS = REPO / "alerts"
-TESTS = sorted((ALERTS / "tests").glob("*.yml"))
+#: The Vietnamese tests (against alerts.yml) and the same cases on the English golden set (alerts/en/alerts.yml).
+TESTS = sorted((ALERTS / "tests").glob("*.yml")) + sorted((ALERTS / "tests" / "en").glob("*.yml"))
 PROMTOOL = shutil.which("promtool")
 
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")

@@ -1,0 +1,71 @@
+"""Every text the generated monitoring shows a person, looked up by key in the product's message catalogue.
+
+One source, two languages: alert annotations, dashboard titles and panel texts, the runbook and the notification
+templates take their words from ``models/catalogue/messages.yaml`` (keys ``mon.*``), where each key has both
+``vi`` and ``en`` with the same placeholders. Placeholders are filled here with Prometheus or Alertmanager template
+snippets (``{{ $value }}``, the unit's name) or with configured thresholds formatted in the language's style.
+
+Prometheus' template functions cannot format "93,45 %" directly; ``humanizePercentage`` gives "93.45%", so the
+Vietnamese snippets pipe it through ``reReplaceAll`` (decimal comma, a space before %). Thousands separators are
+not written (counts in alerts are small).
+"""
+
+from __future__ import annotations
+
+from models.i18n import LANGS, format_number, t
+
+__all__ = ["LANGS", "tr", "word", "name", "pct", "num", "unit_tmpl", "value_pct", "value_num", "value_count", "value_duration"]
+
+
+def tr(key: str, lang: str, **fmt: object) -> str:
+    """The text of ``mon.<key>`` in ``lang``; tests replace this function to prove every text comes from here."""
+    return t(f"mon.{key}", lang, **fmt)
+
+
+def word(key: str, lang: str) -> str:
+    """A product-wide text (``band.*``, ``group.*``, ``state.*``) shared with the live view and reports."""
+    return t(key, lang)
+
+
+def name(row: object, lang: str) -> str:
+    """The name of a 766 catalogue row (group, indicator) in ``lang``: the catalogue holds both."""
+    return getattr(row, "name_en" if lang == "en" else "name_vi")
+
+
+def pct(ratio: float, lang: str) -> str:
+    """A configured ratio as a person reads it: ``0.95`` -> ``95 %`` (vi) or ``95%`` (en)."""
+    n = format_number(ratio * 100, lang, 2, strip_zeros=True)
+    return f"{n} %" if lang == "vi" else f"{n}%"
+
+
+def num(x: float, lang: str) -> str:
+    return format_number(x, lang, 2, strip_zeros=True)
+
+
+def unit_tmpl(lang: str) -> str:
+    """The unit's name (from the ``onestop_unit_info`` join) and code, or the code alone when no name is known."""
+    name = "$labels.name_en" if lang == "en" else "$labels.name"
+    return (f"{{{{ if {name} }}}}{{{{ {name} }}}} ({{{{ $labels.unit }}}})"
+            + ("{{ else if $labels.name }}{{ $labels.name }} ({{ $labels.unit }})" if lang == "en" else "")
+            + "{{ else }}{{ $labels.unit }}{{ end }}")
+
+
+def value_pct(lang: str) -> str:
+    if lang == "vi":
+        return '{{ $value | humanizePercentage | reReplaceAll "[.]" "," | reReplaceAll "%" " %" }}'
+    return "{{ $value | humanizePercentage }}"
+
+
+def value_num(lang: str) -> str:
+    """``$value`` with two decimals: ``4,00`` (vi) or ``4.00`` (en)."""
+    if lang == "vi":
+        return '{{ printf "%.2f" $value | reReplaceAll "[.]" "," }}'
+    return '{{ printf "%.2f" $value }}'
+
+
+def value_count(lang: str) -> str:
+    return '{{ printf "%.0f" $value }}'
+
+
+def value_duration(lang: str) -> str:
+    return "{{ $value | humanizeDuration }}"
