@@ -39,12 +39,15 @@ KEEP_STATE_AFTER_CRASH = os.environ.get("ONESTOP_KEEP_STATE_AFTER_CRASH", "1") !
 def build_app(settings: WorkerSettings, processor: Any, clock: Clock) -> Any:
     """The worker's Faust app with ``/metrics`` and the read API attached; the runtime is ``app.onestop_runtime``."""
     from streams.runtime.app import build_stream_app
-    from streams.serve import readapi
+    from streams.serve import readapi, risk, sync
     from streams.serve.metrics import new_registry
 
     app = build_stream_app(settings, processor, clock)
     runtime = app.onestop_runtime
-    readapi.register(app, runtime, new_registry(runtime))
+    registry = new_registry(runtime)
+    at_risk = risk.register(app, runtime, registry)  # /api/units/{unit}/at-risk[.csv], at-risk and official metrics
+    readapi.register(app, runtime, registry, figures_extensions=[at_risk.figures_forecast])
+    sync.register(app, runtime)  # POST /api/dvcqg/{service} (docs/dvcqg.md)
     return app
 
 

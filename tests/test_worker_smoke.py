@@ -282,12 +282,16 @@ def test_metrics_dlq_alerts_clock_and_read_api(kafka_bootstrap: str, worker_fact
     # Read API: only the listed fields, sorted by deadline, paginated; CSV and figures too.
     page = w.get_json("/api/units/U1/dossiers?state=overdue&page=1&page_size=2")
     assert page["total"] == 3 and page["page"] == 1 and len(page["items"]) == 2
-    assert set(page["items"][0]) == {"dossier_code", "procedure_code", "due_at", "overdue_working_hours", "state"}
+    assert set(page["items"][0]) == {"dossier_code", "procedure_code", "due_at", "overdue_working_hours", "state",
+                                     "unit_name"}
     assert page["items"][0]["overdue_working_hours"] == 1.0
     assert w.get_json("/api/units/U1/dossiers?state=overdue&page=2&page_size=2")["items"][0]["dossier_code"] == "D02"
     status, body = w.get("/api/units/U1/dossiers.csv?state=overdue")
-    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
-    assert status == 200 and [r["dossier_code"] for r in rows] == ["D00", "D01", "D02"]
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))  # Vietnamese headers and states by default
+    assert status == 200 and [r["Mã hồ sơ"] for r in rows] == ["D00", "D01", "D02"]
+    assert {r["Tình trạng"] for r in rows} == {"quá hạn"} and body.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(w.get("/api/units/U1/dossiers.csv?state=overdue&lang=en")[1].decode("utf-8-sig"))))
+    assert [(r["Dossier code"], r["State"]) for r in rows] == [("D00", "overdue"), ("D01", "overdue"), ("D02", "overdue")]
     assert w.get("/api/units/U1/dossiers?state=nonsense")[0] == 400
     figures = w.get_json("/figures?period=month:2026-03")
     assert figures["units"]["U1"]["rated"] == 18

@@ -18,6 +18,7 @@ from streams.runtime.reference import attach_reference
 from streams.runtime.runtime import Runtime
 from streams.runtime.security import faust_broker_settings, kafka_client_config
 from streams.runtime.settings import WorkerSettings
+from streams.runtime.sync_agent import attach_sync
 
 __all__ = ["BATCH_MAX", "BATCH_WITHIN", "JOURNAL_CHECKPOINT_SECONDS", "JOURNAL_DIR", "build_stream_app"]
 
@@ -122,5 +123,6 @@ def build_stream_app(settings: WorkerSettings, processor: Any, clock: Clock) -> 
     table.on_recover(_recovered)
 
     attach_reference(app, runtime, settings, kafka_client_config(settings))  # its consumer needs SASL/TLS too
+    attach_sync(app, runtime, settings, events)  # dvcqg-sync records -> events (docs/dvcqg.md)
     install_patches(app, settings.events, runtime)
     return app

@@ -9,7 +9,8 @@ calendar in force stays.
 
 Records: ``work-calendar`` key ``<calendar_id>:<year>``, value = the operator document (JSON or YAML);
 ``unit-registry`` key = unit code, value = ``{"unit_code", "name", "level", "province_code", "parent_unit_code"}``
-(JSON); a null value (tombstone) removes the key.
+(JSON), optionally with ``name_vi``, ``name_en`` and the unit's ``history`` (``models.units``), which the follower
+keeps as the unit's records for the names a person reads; a null value (tombstone) removes the key.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from models.calendar import CalendarDocument, CalendarError, WorkCalendar, parse_calendar_document
+from models.units import UnitRecord, UnitRegistry, UnitRegistryError, from_reference_record
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,14 @@ def parse_unit(key: str, raw: bytes) -> dict:
         raise ReferenceError(f"unit {key!r}: level {level!r} is not one of {UNIT_LEVELS}")
     return {"province": doc.get("province_code"), "level": level, "name": doc.get("name"),
             "parent": doc.get("parent_unit_code")}
+
+
+def _unit_records(key: str, raw: bytes) -> list[UnitRecord]:
+    """The named records of a unit value; none for a value without a name (it still sets province and level)."""
+    try:
+        return from_reference_record(key, raw)
+    except UnitRegistryError:
+        return []
 
 
 def parse_calendar(key: str, raw: bytes) -> CalendarDocument:
@@ -90,6 +100,8 @@ class ReferenceFollower(threading.Thread):
         self._lock = threading.Lock()
         self._calendars: dict[str, CalendarDocument] = {}
         self._units: dict[str, dict] = {}
+        self._unit_records: dict[str, list[UnitRecord]] = {}  # names in both languages and their history
+        self._registry: tuple[int, UnitRegistry] | None = None
         self.generation = 0
         self.rejected: Counter = Counter()
         self._stop = threading.Event()
@@ -97,6 +109,14 @@ class ReferenceFollower(threading.Thread):
     def snapshot(self) -> tuple[int, list[CalendarDocument], dict[str, dict]]:
         with self._lock:
             return self.generation, list(self._calendars.values()), dict(self._units)
+
+    def unit_registry(self) -> UnitRegistry:
+        """The names of the units on the topic (every record of each unit's history), rebuilt on a change only."""
+        with self._lock:
+            if self._registry is None or self._registry[0] != self.generation:
+                records = [r for rs in self._unit_records.values() for r in rs]
+                self._registry = (self.generation, UnitRegistry(records, source="unit-registry topic"))
+            return self._registry[1]
 
     def stop(self) -> None:
         self._stop.set()
@@ -118,11 +138,16 @@ class ReferenceFollower(threading.Thread):
                     self.generation += 1
             elif topic == self.units_topic:
                 unit = None if value is None else parse_unit(k, value)
+                records = None if value is None else _unit_records(k, value)
                 with self._lock:
                     if unit is None:
                         self._units.pop(k, None)
                     else:
                         self._units[k] = unit
+                    if records:
+                        self._unit_records[k] = records
+                    else:
+                        self._unit_records.pop(k, None)
                     self.generation += 1
         except ReferenceError as exc:
             self.rejected["calendar" if topic == self.calendar_topic else "unit"] += 1

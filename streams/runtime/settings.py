@@ -69,6 +69,10 @@ class WorkerSettings:
     alerts_topic: str = "dossier-alerts"
     units_topic: str = "unit-registry"
     calendar_topic: str = "work-calendar"
+    # National-portal sync bodies forwarded as records by an integration platform (streams.runtime.sync_agent).
+    sync_topic: str = "dvcqg-sync"
+    # Sender profile (YAML, docs/dvcqg.md) applied to the sync bodies of both entry points; none = the defaults.
+    dvcqg_profile: Path | None = None
     app_id: str = "onestop-monitor"
     session_timeout: float = 10.0
     clock_interval: float = 1.0
@@ -82,6 +86,9 @@ class WorkerSettings:
     test_mode: bool = False
     # "module:attribute" of a processor factory; empty means streams.runtime.processor.default_processor.
     processor: str | None = None
+    # The national portal's published figures (docs/reconcile.md): a saved response or CSV, or a directory of them,
+    # exported apart from ours as onestop_official_* (streams.serve.risk); re-read when a file's mtime changes.
+    official_figures: Path | None = None
     log_level: str = "info"
     # Remove group members that advertise this worker's own URL before joining (see streams.worker).
     evict_stale_members: bool = True
@@ -144,6 +151,10 @@ class WorkerSettings:
     @property
     def calendar(self) -> str:
         return self.topic(self.calendar_topic)
+
+    @property
+    def sync(self) -> str:
+        return self.topic(self.sync_topic)
 
     @property
     def table_name(self) -> str:

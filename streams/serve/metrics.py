@@ -23,6 +23,7 @@ from models.tally import LIVE
 from streams.runtime.tallies import PipelineHealth, TallyBook, current_periods
 
 from streams.serve.exposition import Chunk, LabelValues, TextGauge, render
+from streams.serve.units import UnitInfoCollector
 
 __all__ = [
     "TallyCollector",
@@ -315,6 +316,7 @@ def new_registry(runtime: RuntimeView, *, process_metrics: bool = True) -> Colle
     """A registry of our own, so nothing registered globally by libraries leaks into /metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TallyCollector(runtime))
+    registry.register(UnitInfoCollector(runtime))  # onestop_unit_info: names to join on in PromQL
     if process_metrics:
         ProcessCollector(registry=registry)
         GCCollector(registry=registry)

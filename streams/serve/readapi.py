@@ -6,8 +6,6 @@ from the same table the tallies are derived from. Each worker answers for the pa
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -21,12 +19,14 @@ from streams.runtime.clock import parse_instant
 from streams.serve.metrics import CONTENT_TYPE_LATEST, render
 from streams.runtime.tallies import current_periods
 from streams.runtime.security import SecurityConfigError, api_token, bearer_ok
+from streams.serve.units import listing_csv, name_figures, parse_lang, unit_name, unit_registry
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
 
 log = logging.getLogger(__name__)
 
-#: The only fields a listed dossier exposes: what an officer needs to act, nothing about the applicant.
+#: The only fields a listed dossier exposes: what an officer needs to act, nothing about the applicant (each item
+#: also carries ``unit_name``, the unit's name in the registry or null).
 ITEM_FIELDS = ("dossier_code", "procedure_code", "due_at", "overdue_working_hours", "state")
 OPEN_STATES = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
 DEFAULT_STATES = ("overdue", "due_soon")
@@ -100,10 +100,11 @@ def parse_int(raw: str | None, name: str, default: int, lo: int, hi: int) -> int
     return value
 
 
-async def unit_dossiers(runtime: Any, unit: str, states: tuple[str, ...]) -> list[dict]:
+async def unit_dossiers(runtime: Any, unit: str, states: tuple[str, ...], lang: str = "vi") -> list[dict]:
     wanted = set(states)
     views = await runtime.views(lambda v: v.get("unit_code") == unit and v.get("state") in wanted)
-    items = [{f: _plain(v.get(f)) for f in ITEM_FIELDS} for v in views]
+    name = unit_name(unit_registry(runtime), unit, runtime.now(), lang)
+    items = [{**{f: _plain(v.get(f)) for f in ITEM_FIELDS}, "unit_name": name} for v in views]
     items.sort(key=_sort_key)
     return items
 
@@ -114,8 +115,11 @@ def _unauthorized() -> Response:
                                          "WWW-Authenticate": 'Bearer realm="onestop"'})
 
 
-def register(app: Any, runtime: Any, registry: Any) -> None:
+def register(app: Any, runtime: Any, registry: Any, figures_extensions: Any = ()) -> None:
     """Attach every view to the app's web server (bound to loopback by the app's settings).
+
+    Each of ``figures_extensions`` is awaited as ``extend(doc, tallies, period, now)`` to add a block to the
+    ``/figures`` document from the tallies it was scored from (``streams.serve.risk``: the forecast).
 
     With a token configured, the per-unit and per-dossier views (and /metrics if asked) refuse requests without
     it; /healthz and /ready stay open because orchestrators probe them without credentials and they carry no
@@ -158,9 +162,10 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
             states = parse_states(q.get("state"))
             page = parse_int(q.get("page"), "page", 1, 1, 10**6)
             size = parse_int(q.get("page_size"), "page_size", 100, 1, MAX_PAGE_SIZE)
-        except BadRequest as exc:
+            lang = parse_lang(q.get("lang"))
+        except ValueError as exc:
             return error(self, 400, str(exc))
-        items = await unit_dossiers(runtime, unit, states)
+        items = await unit_dossiers(runtime, unit, states, lang)
         start = (page - 1) * size
         body = {"unit": unit, "states": list(states), "items": items[start:start + size],
                 "page": page, "page_size": size, "total": len(items)}
@@ -172,16 +177,12 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
             return denied
         try:
             states = parse_states(request.query.get("state"))
-        except BadRequest as exc:
+            lang = parse_lang(request.query.get("lang"))
+        except ValueError as exc:
             return error(self, 400, str(exc))
-        items = await unit_dossiers(runtime, unit, states)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=ITEM_FIELDS, lineterminator="\r\n")
-        writer.writeheader()
-        for item in items:
-            writer.writerow({k: "" if item.get(k) is None else item[k] for k in ITEM_FIELDS})
-        # A BOM lets spreadsheet software open Vietnamese text correctly.
-        return _raw(("\ufeff" + out.getvalue()).encode("utf-8"), "text/csv; charset=utf-8")
+        items = await unit_dossiers(runtime, unit, states, lang)
+        # Headers and states in the reader's language (Vietnamese by default); a BOM lets spreadsheets read it right.
+        return _raw(listing_csv(unit, items, lang), "text/csv; charset=utf-8")
 
     @app.page("/figures")
     async def figures(self: web.View, request: web.Request) -> Response:
@@ -189,11 +190,15 @@ def register(app: Any, runtime: Any, registry: Any) -> None:
             return denied
         now = runtime.now()
         period = request.query.get("period") or current_periods(now)["month"]
+        tallies = runtime.all_tallies()
         try:
-            doc = runtime.processor.figures(runtime.all_tallies(), period, now)
+            doc = runtime.processor.figures(tallies, period, now)
+            lang = parse_lang(request.query.get("lang"))
         except ValueError as exc:
             return error(self, 400, str(exc))
-        return _json_response(doc)
+        for extend in figures_extensions:
+            await extend(doc, tallies, period, now)
+        return _json_response(name_figures(doc, unit_registry(runtime), now, lang))
 
     if settings.test_mode:
         _register_test_clock(app, runtime, error, refused)

@@ -3,67 +3,16 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from streams.tools.cli_common import (CAFILE_OPT, MECHANISM_OPT, PASSWORD_FILE_OPT, PROTOCOL_OPT, USERNAME_OPT, context,
+                                       kafka_security, parse_at)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Real-time monitoring of one-stop-shop dossiers and the 766 index.")
-
-
-def _parse_at(at: Optional[str]) -> datetime:
-    from models.calendar import TZ
-
-    if at is None:
-        return datetime.now(TZ)
-    try:
-        t = datetime.fromisoformat(at)
-    except ValueError:
-        raise typer.BadParameter(f"{at!r} is not an ISO 8601 date-time (e.g. 2026-03-10T16:00:00+07:00)") from None
-    return t if t.tzinfo else t.replace(tzinfo=TZ)
-
-
-def _context(at: datetime, rules: Optional[Path], calendar_files: list[Path]):
-    from models.calendar import CalendarError, WorkCalendar, load_calendar_file
-    from models.config import ConfigError, load_config
-    from models.dossier import Context
-
-    try:
-        cal = WorkCalendar.default()
-        for f in calendar_files:
-            cal = cal.with_document(load_calendar_file(f))
-        return Context(now=at, calendar=cal, config=load_config(rules))
-    except (CalendarError, ConfigError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-_SECURITY_HELP = "Kafka security; every ONESTOP_KAFKA_* variable of the worker applies too (docs/reliability.md)."
-
-
-def _kafka_security(protocol: Optional[str], mechanism: Optional[str], username: Optional[str],
-                    password_file: Optional[Path], cafile: Optional[Path]) -> dict:
-    """kafka-python options from the flags, then the worker's ONESTOP_KAFKA_* environment (passwords: file or env)."""
-    from streams.runtime.security import SecurityConfigError, kafka_client_config
-    from streams.runtime.settings import WorkerSettings
-
-    try:
-        settings = WorkerSettings.from_env(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,
-                                           kafka_sasl_username=username, kafka_sasl_password_file=password_file,
-                                           kafka_ssl_cafile=cafile)
-        return kafka_client_config(settings)
-    except (SecurityConfigError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-_PROTOCOL_OPT = typer.Option(None, "--kafka-security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. " + _SECURITY_HELP)
-_MECHANISM_OPT = typer.Option(None, "--kafka-sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
-_USERNAME_OPT = typer.Option(None, "--kafka-sasl-username", help="SASL user name.")
-_PASSWORD_FILE_OPT = typer.Option(None, "--kafka-sasl-password-file", help="File holding the SASL password (or env ONESTOP_KAFKA_SASL_PASSWORD).")
-_CAFILE_OPT = typer.Option(None, "--kafka-ssl-cafile", help="CA bundle that signed the broker's certificate.")
 
 
 @app.command()
@@ -108,13 +57,13 @@ def score(
     from models.figures import iter_lines, replay, score_document, to_json
     from models.tally import parse_period, period_key
 
-    when = _parse_at(at)
+    when = parse_at(at)
     period = period or period_key("month", when)
     try:
         parse_period(period)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    ctx = _context(when, rules, calendar)
+    ctx = context(when, rules, calendar)
     replayed = replay(iter_lines(str(file)), ctx)
     sys.stdout.buffer.write(to_json(score_document(replayed, period, ctx)) + b"\n")
     if replayed.rejections:
@@ -133,6 +82,7 @@ def simulate(
     lateness: float = typer.Option(0.06),
     online_share: float = typer.Option(0.55),
     sample: bool = typer.Option(False, help="Write the bundled sample instead (fixed settings)."),
+    units_out: Optional[Path] = typer.Option(None, help="Also write the province's unit names (.yaml or .csv registry)."),
 ):
     """Write a realistic, seeded event history of one province."""
     from datetime import date
@@ -144,7 +94,7 @@ def simulate(
         cfg = SAMPLE
     else:
         cfg = SimulationConfig(seed=seed, agencies=agencies, communes=communes, start=date.fromisoformat(start),
-                               end=_parse_at(end), dossiers_per_day=dossiers_per_day, lateness=lateness,
+                               end=parse_at(end), dossiers_per_day=dossiers_per_day, lateness=lateness,
                                online_share=online_share)
     n = 0
     with open(out, "wb") as fh:
@@ -152,6 +102,12 @@ def simulate(
             fh.write(event_to_json(env) + b"\n")
             n += 1
     typer.echo(f"wrote {n} events to {out}", err=True)
+    if units_out is not None:
+        from streams.tools.simulator import unit_registry
+
+        reg = unit_registry(cfg)
+        units_out.write_bytes(reg.to_csv() if units_out.suffix.lower() == ".csv" else reg.to_yaml().encode())
+        typer.echo(f"wrote {len(reg)} units to {units_out}", err=True)
 
 
 @app.command()
@@ -162,11 +118,11 @@ def replay(
     dlq_topic: str = typer.Option("dossier-events-dlq", help="Where lines that cannot be published go, with the reason."),
     resume: bool = typer.Option(False, help="Skip what an earlier run of the same file already sent."),
     quiet: bool = typer.Option(False, help="No progress bar."),
-    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
-    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
-    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
-    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
-    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
+    kafka_security_protocol: Optional[str] = PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = CAFILE_OPT,
 ):
     """Publish an event history in event-time order (backfill), with progress, rate and ETA; resumable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -174,7 +130,7 @@ def replay(
     from streams.tools.publisher import DossierEventPublisher
     from streams.tools.replay import replay_file
 
-    security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
+    security = kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
                                kafka_sasl_password_file, kafka_ssl_cafile)
     with DossierEventPublisher(broker, topic, dlq_topic=dlq_topic, **security) as pub:
         if quiet:
@@ -202,17 +158,17 @@ def replay(
 def topics(
     broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER", help="Kafka bootstrap HOST:PORT."),
     partitions: Optional[int] = typer.Option(None, help="Partitions of the events topic and its changelog (env ONESTOP_PARTITIONS)."),
-    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
-    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
-    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
-    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
-    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
+    kafka_security_protocol: Optional[str] = PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = CAFILE_OPT,
 ):
     """Create the topics with their partition counts and configs (idempotent; checks existing ones)."""
     from streams.runtime.settings import WorkerSettings
     from streams.runtime.topics import ensure_topics
 
-    _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password_file,
+    kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password_file,
                     kafka_ssl_cafile)  # refuse a broken configuration before connecting
     settings = WorkerSettings.from_env(broker=broker, partitions=partitions,
                                        kafka_security_protocol=kafka_security_protocol,
@@ -233,11 +189,11 @@ def publish_calendar(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Operator calendar document (YAML or JSON)."),
     broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER"),
     topic: str = typer.Option("work-calendar", help="The compacted calendar topic."),
-    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
-    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
-    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
-    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
-    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
+    kafka_security_protocol: Optional[str] = PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = CAFILE_OPT,
 ):
     """Validate a calendar document and publish it; workers apply it if its version is newer."""
     from kafka import KafkaProducer
@@ -249,7 +205,7 @@ def publish_calendar(
     except CalendarError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
+    security = kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
                                kafka_sasl_password_file, kafka_ssl_cafile)
     producer = KafkaProducer(bootstrap_servers=broker, acks="all", **security)
     producer.send(topic, key=f"{doc.calendar_id}:{doc.year}".encode(), value=file.read_bytes()).get(timeout=30)
@@ -259,44 +215,27 @@ def publish_calendar(
 
 @reference_app.command("units")
 def publish_units(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML/JSON list of units: unit_code, name, level, province_code, parent_unit_code."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Unit registry (YAML or CSV: code, name_vi, name_en, level, parent, valid_from, valid_to, merged_into), or the older YAML/JSON list of unit_code, name, level, province_code, parent_unit_code."),
     broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER"),
     topic: str = typer.Option("unit-registry", help="The compacted unit registry topic."),
-    kafka_security_protocol: Optional[str] = _PROTOCOL_OPT,
-    kafka_sasl_mechanism: Optional[str] = _MECHANISM_OPT,
-    kafka_sasl_username: Optional[str] = _USERNAME_OPT,
-    kafka_sasl_password_file: Optional[Path] = _PASSWORD_FILE_OPT,
-    kafka_ssl_cafile: Optional[Path] = _CAFILE_OPT,
+    kafka_security_protocol: Optional[str] = PROTOCOL_OPT,
+    kafka_sasl_mechanism: Optional[str] = MECHANISM_OPT,
+    kafka_sasl_username: Optional[str] = USERNAME_OPT,
+    kafka_sasl_password_file: Optional[Path] = PASSWORD_FILE_OPT,
+    kafka_ssl_cafile: Optional[Path] = CAFILE_OPT,
 ):
-    """Validate a unit registry and publish one record per unit."""
-    import json
+    """Validate a unit registry and publish one record per unit (names in both languages and their history)."""
+    from streams.tools.units_ref import UnitFileError, publish_unit_records, unit_file_records
 
-    import yaml
-    from kafka import KafkaProducer
-
-    from streams.runtime.reference import ReferenceError, parse_unit
-
-    units = yaml.safe_load(file.read_text(encoding="utf-8")) or []
-    records = []
-    for i, u in enumerate(units if isinstance(units, list) else []):
-        raw = json.dumps(u, ensure_ascii=False).encode()
-        try:
-            parse_unit(str((u or {}).get("unit_code")), raw)
-        except (ReferenceError, AttributeError) as exc:
-            typer.echo(f"error: [{i}] {exc}", err=True)
-            raise typer.Exit(2) from None
-        records.append((u["unit_code"].encode(), raw))
-    if not records:
-        typer.echo("error: the file must hold a non-empty list of units", err=True)
-        raise typer.Exit(2)
-    security = _kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
+    try:
+        records = unit_file_records(file)
+    except UnitFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    security = kafka_security(kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username,
                                kafka_sasl_password_file, kafka_ssl_cafile)
-    producer = KafkaProducer(bootstrap_servers=broker, acks="all", **security)
-    for key, raw in records:
-        producer.send(topic, key=key, value=raw)
-    producer.flush()
-    producer.close()
-    typer.echo(f"published {len(records)} units to {topic}")
+    n = publish_unit_records(broker, topic, records, **security)
+    typer.echo(f"published {n} units to {topic}")
 
 
 @app.command()
@@ -324,19 +263,35 @@ def demo(
     live: bool = typer.Option(True, help="Live terminal view (--no-live prints one line per second)."),
     prometheus: bool = typer.Option(True, help="Also run Prometheus and Alertmanager when installed."),
     data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its broker, worker and logs."),
+    lang: str = typer.Option("vi", envvar="ONESTOP_LANG", help="Language of the live view: vi (Vietnamese) or en."),
 ):
     """Run everything on this machine: embedded broker, worker, simulated province, live view."""
     from streams.tools.demo import DemoOptions, run_demo
 
     raise typer.Exit(run_demo(DemoOptions(base_dir=data_dir, duration=duration, speed=speed, history_days=history_days,
                                           dossiers_per_day=dossiers_per_day, agencies=agencies, communes=communes,
-                                          web_port=web_port, live_view=live, prometheus=prometheus)))
+                                          web_port=web_port, live_view=live, prometheus=prometheus, lang=lang)))
 
 
 from monitoring.cli import dashboards_app, mixin_app  # noqa: E402  (light: no runtime imports)
+from streams.tools.notify import notify_command  # noqa: E402
+
+app.command("notify")(notify_command)
 
 app.add_typer(mixin_app, name="mixin", help="Generate and check the rules, alerts, Alertmanager config and dashboards.")
 app.add_typer(dashboards_app, name="dashboards", help="Push the dashboards to a Grafana through its HTTP API.")
+
+from streams.tools.cli_risk import register as _register_risk  # noqa: E402  (at-risk, reconcile)
+
+_register_risk(app)
+
+from streams.tools.cli_import import import_app  # noqa: E402  (light: no runtime imports)
+
+app.add_typer(import_app, name="import", help="Nhập dữ liệu hệ thống một cửa đã có (đồng bộ DVCQG) / import what one-stop systems already send (DVCQG sync).")
+
+from streams.tools.cli_report import report_command  # noqa: E402  (light: imports models when run)
+
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -6,6 +6,10 @@ dossiers appear at once, then keeps publishing live events while a terminal view
 newest per-dossier alerts. Optionally (when Debian's binaries are installed) it also runs Prometheus and
 Alertmanager with the project's rules.
 
+The province's unit registry (names in Vietnamese and English) goes to the unit-registry topic before the worker
+starts, so the worker's ``onestop_unit_info`` and read API name every unit, and the view shows names in the language
+asked for (``--lang``, Vietnamese by default; ``streams/tools/demo_view.py``).
+
 Time is simulated: the worker reads "now" from a clock file the demo advances ``speed`` times faster than the wall
 clock, starting at the next office-hours instant, so a demo at night in Vietnam still shows a working day.
 Every child process is started here, remembered by PID and ended here, on ``--duration``, Ctrl-C or SIGTERM.
@@ -31,9 +35,13 @@ from models.calendar import TZ, WorkCalendar
 from models.events import event_to_json
 from models.tally import period_key
 
+from models.i18n import DEFAULT_LANG, LANGS
+
 from streams.tools.broker import EmbeddedBroker, free_port
 from streams.runtime.settings import WorkerSettings
-from streams.tools.simulator import SimulationConfig, Simulator
+from streams.tools.demo_view import ViewInput, render_view
+from streams.tools.simulator import SimulationConfig, Simulator, unit_registry
+from streams.tools.units_ref import publish_unit_records, registry_records
 from streams.runtime.topics import ensure_topics
 
 
@@ -55,6 +63,7 @@ class DemoOptions:
     live_view: bool = True
     fresh: bool = True
     prometheus: bool = True
+    lang: str = DEFAULT_LANG
 
 
 @dataclass
@@ -85,7 +94,11 @@ class Demo:
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
+        if self.opts.lang not in LANGS:
+            print(f"error: --lang must be one of {', '.join(LANGS)}, not {self.opts.lang!r}", file=sys.stderr)
+            return 2
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed; still end every child
+            signal.signal(sig, lambda *_: self.stop_event.set())
         try:
             self._start()
             self._loop()
@@ -109,6 +122,11 @@ class Demo:
                                        data_dir=o.base_dir / "worker", session_timeout=6.0,
                                        clock_file=self.clock_file)
         ensure_topics(self.broker.bootstrap, self.settings)
+        self.cfg = SimulationConfig(seed=o.seed, agencies=o.agencies, communes=o.communes,
+                                    start=(self.sim_start - timedelta(days=o.history_days)).date(),
+                                    end=self.sim_start + timedelta(days=3), dossiers_per_day=o.dossiers_per_day)
+        self.registry = unit_registry(self.cfg)
+        publish_unit_records(self.broker.bootstrap, self.settings.units, registry_records(self.registry, self.sim_start))
         self.worker_url = self.settings.web_url
         self._spawn([sys.executable, "-m", "streams.worker", "--broker", self.broker.bootstrap,
                      "--web-port", str(self.settings.web_port), "--data-dir", str(self.settings.data_dir),
@@ -116,10 +134,7 @@ class Demo:
                     "worker.log")
         self._wait_ready()
         self.prometheus_url = self._start_prometheus() if o.prometheus else None
-        cfg = SimulationConfig(seed=o.seed, agencies=o.agencies, communes=o.communes,
-                               start=(self.sim_start - timedelta(days=o.history_days)).date(),
-                               end=self.sim_start + timedelta(days=3), dossiers_per_day=o.dossiers_per_day)
-        events = list(Simulator(cfg, self.cal).events())
+        events = list(Simulator(self.cfg, self.cal).events())
         split = next((i for i, e in enumerate(events) if datetime.fromisoformat(e["time"]) > self.sim_start), len(events))
         self.history, self.live = events[:split], deque(events[split:])
         self.state.history_total = len(self.history)
@@ -294,47 +309,11 @@ class _LiveView:
         self.live.stop()
 
     def _render(self):
-        from rich.console import Group
-        from rich.table import Table
-
         d, s = self.demo, self.demo.state
-        head = Table.grid(padding=(0, 2))
-        head.add_row(f"[b]onestop demo[/b]  simulated time {s.sim_now:%Y-%m-%d %H:%M} (x{d.opts.speed:g})",
-                     f"events published {s.published} (history {min(s.published, s.history_total)}/{s.history_total})")
-        head.add_row(f"/metrics  {d.worker_url}/metrics", f"figures  {d.worker_url}/figures")
-        head.add_row(f"late list  {d.worker_url}/api/units/<unit>/dossiers?state=overdue",
-                     f"prometheus {getattr(d, 'prometheus_url', None) or '(not installed: apt-get install prometheus)'}")
-        units = Table(title="Units (month to date), lowest 766 estimate first", expand=True)
-        for col in ("unit", "level", "on time", "online", "paid online", "satisfied", "766", "band", "within",
-                    "due soon", "overdue"):
-            units.add_column(col, justify="right" if col not in ("unit", "level", "band") else "left")
-        fig = s.figures or {}
-        rows = list(fig.get("provinces", {}).items()) + sorted(
-            fig.get("units", {}).items(), key=lambda kv: (kv[1].get("total_estimated") or 0))[:14]
-        for code, u in rows:
-            sh, c, band = u.get("shares", {}), u.get("counts", {}), u.get("band") or {}
-            units.add_row(code, u.get("level") or "", _pct(sh.get("on_time_ratio")), _pct(sh.get("online_submission_share")),
-                          _pct(sh.get("online_payment_share")), _pct(sh.get("satisfied_share")),
-                          _num(u.get("total_estimated")), band.get("name_vi", ""), str(c.get("open_within", 0)),
-                          str(c.get("open_due_soon", 0)), str(c.get("open_overdue", 0)))
-        alerts = Table(title="Newest per-dossier alerts", expand=True)
-        for col in ("kind", "unit", "dossier", "due", "overdue (working h)"):
-            alerts.add_column(col)
-        for a in list(s.alerts)[:8]:
-            alerts.add_row(a.get("kind", ""), a.get("unit_code", ""), a.get("dossier_code", ""),
-                           (a.get("due_at") or "")[:16], str(a.get("overdue_working_hours", "")))
-        parts = [head, units, alerts]
-        if s.error:
-            parts.append(f"[red]{s.error}[/red]")
-        return Group(*parts)
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _num(x) -> str:
-    return "-" if x is None else f"{x:.1f}"
+        return render_view(ViewInput(sim_now=s.sim_now, speed=d.opts.speed, published=s.published,
+                                     history_total=s.history_total, worker_url=d.worker_url,
+                                     prometheus_url=getattr(d, "prometheus_url", None), figures=s.figures,
+                                     alerts=list(s.alerts), registry=d.registry, error=s.error), d.opts.lang)
 
 
 def run_demo(opts: DemoOptions) -> int:

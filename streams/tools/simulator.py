@@ -6,6 +6,9 @@ the product: every record it writes is a CloudEvent any one-stop system could se
 
 The province follows the 2025 two-tier reform: agencies (sở, ngành) and communes/wards (xã, phường). Lateness is
 skewed by unit, so rankings differ; calendar effects (Tết, swapped Saturdays, office hours) come from the calendar.
+Events carry unit codes only, as the contract says; the names a person reads ("Sở Tư pháp", "UBND xã Mường Hum")
+come from the province's unit registry, ``unit_registry(cfg)`` (``models.units_sample.simulated_registry``), which the demo
+publishes to the unit-registry topic and ``onestop simulate --units-out`` writes next to the events.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Iterator
 
 from models.calendar import TZ, WorkCalendar
 from models.events import make_envelope
+from models.units import UnitRegistry
+from models.units_sample import simulated_registry
 
 SOURCE = "igate.sample-province"
 
@@ -84,6 +89,11 @@ def make_units(cfg: SimulationConfig, rng: random.Random) -> list[Unit]:
     return units
 
 
+def unit_registry(cfg: SimulationConfig) -> UnitRegistry:
+    """The names (Vietnamese and English, with the 2025 history) of every unit ``make_units`` numbers for ``cfg``."""
+    return simulated_registry(cfg.province_code, cfg.agencies, cfg.communes)
+
+
 class _Dossier:
     """Accumulates one dossier's events; the simulator sorts every dossier's events by time at the end."""
 
@@ -109,6 +119,7 @@ class Simulator:
         self.rng = random.Random(cfg.seed)
         self.cal = calendar or WorkCalendar.default()
         self.units = cfg.units or make_units(cfg, self.rng)
+        self.registry = unit_registry(cfg)
         self.weights = [3.0 if u.level == "agency" else 1.0 for u in self.units]
 
     def events(self) -> Iterator[dict]:

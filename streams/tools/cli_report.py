@@ -1,0 +1,131 @@
+"""``onestop report``: a province's 766 report for the people who answer for it, from an event file.
+
+The figures are exactly those of ``onestop score`` on the same file (``models.figures``); the report adds the
+ranking of units, the overdue dossiers to chase by unit and the unit names of a registry file, in Vietnamese by
+default (``models.report``). Two kinds, chosen by ``--at``:
+
+- daily (``--at`` inside the period, e.g. today): month-to-date figures as of ``--at`` and the dossiers overdue then;
+- end of period (``--at`` at or after the period's end, the default for a past period): the figures of the whole
+  period, judged at its end, with the dossiers still overdue then and those that ended late during it.
+
+Formats: Markdown with the scorecard chart (a PNG written next to it and embedded), CSV (one table: the ranking,
+the 766 indicators or the overdue dossiers; UTF-8 with a BOM for spreadsheets) and an Excel workbook.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from streams.tools.cli_common import parse_at
+
+__all__ = ["report_command"]
+
+FORMATS = ("md", "csv", "xlsx")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def default_out(period: str, fmt: str, table: str = "units") -> Path:
+    """``bao-cao-766-month-2026-03.md`` (a CSV names its table too): a name that sorts by period in a folder."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", period).strip("-")
+    return Path(f"bao-cao-766-{slug}{'-' + table if fmt == 'csv' else ''}.{fmt}")
+
+
+def report_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines file of events."),
+    period: str = typer.Option(..., help="month:2026-03, quarter:2026-Q1 or year:2026."),
+    at: Optional[str] = typer.Option(None, help="As of this instant (ISO 8601; default now): inside the period gives "
+                                     "the daily, period-to-date report, at or after its end the end-of-period one."),
+    fmt: str = typer.Option("md", "--format", help="md (with the scorecard chart), csv or xlsx."),
+    lang: str = typer.Option("vi", envvar="ONESTOP_LANG", help="vi (Vietnamese, the default) or en."),
+    units: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, envvar="ONESTOP_UNITS_FILE",
+                                         help="Unit registry (YAML or CSV) giving the units' names."),
+    out: Optional[Path] = typer.Option(None, help="File to write (default bao-cao-766-<period>.<format>); "
+                                       "'-' writes csv or md to standard output (md then without the chart)."),
+    table: str = typer.Option("units", help="For csv: units (ranking), indicators (766 table) or late (overdue)."),
+    province: Optional[str] = typer.Option(None, help="The province to report on when the file has several."),
+    rules: Optional[Path] = typer.Option(None, exists=True, help="YAML file overriding the default domain rules."),
+    calendar: list[Path] = typer.Option([], help="Operator calendar file(s) to load over the bundled ones."),
+):
+    """Write the 766 report of a province for a period: the indicator table, the ranking of units and the overdue
+    dossiers by unit, in Vietnamese (or English), as Markdown with a chart, CSV or Excel."""
+    from models.calendar import CalendarError, WorkCalendar, load_calendar_file
+    from models.config import ConfigError, load_config
+    from models.dossier import Context
+    from models.figures import iter_lines, replay, score_document, views
+    from models.i18n import LANGS
+    from models.report import ReportDependencyError, build_reports, late_dossiers_from_views
+    from models.report_render import CSV_TABLES, scorecard_chart, to_csv, to_markdown, to_xlsx
+    from models.tally import parse_period
+    from models.units import UnitRegistry, UnitRegistryError
+
+    if fmt not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if lang not in LANGS:
+        raise _fail(f"--lang must be one of {', '.join(LANGS)}, not {lang!r}")
+    if table not in CSV_TABLES:
+        raise _fail(f"--table must be one of {', '.join(CSV_TABLES)}, not {table!r}")
+    if str(out) == "-" and fmt == "xlsx":
+        raise _fail("an xlsx workbook cannot go to standard output; give --out FILE.xlsx")
+    try:
+        start, end = parse_period(period)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    when = parse_at(at)
+    if when <= start:
+        raise _fail(f"{period} has not started at {when.isoformat()}: nothing to report yet")
+    judged = min(when, end)  # an end-of-period report judges the open dossiers at the period's end
+    try:
+        registry = UnitRegistry.load(units) if units else None
+        cal = WorkCalendar.default()
+        for f in calendar:
+            cal = cal.with_document(load_calendar_file(f))
+        ctx = Context(now=judged, calendar=cal, config=load_config(rules))
+    except (UnitRegistryError, CalendarError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+
+    replayed = replay(iter_lines(str(file)), ctx)
+    doc = score_document(replayed, period, ctx)
+    late = late_dossiers_from_views(views(replayed.states.values(), ctx), judged,
+                                    ended_since=start if judged >= end else None)
+    reports = build_reports(doc, late, registry, period, lang)
+    if province is not None:
+        reports = [r for r in reports if r.province == province]
+    if len(reports) != 1:
+        found = ", ".join(sorted((doc.get("provinces") or {}))) or "none"
+        raise _fail(f"the events hold {len(reports)} matching provinces ({found}); choose one with --province"
+                    if reports or province is None else f"province {province!r} is not in the events ({found})")
+    report = reports[0]
+
+    target = out or default_out(period, fmt, table)
+    try:
+        if fmt == "md":
+            if str(target) == "-":
+                sys.stdout.write(to_markdown(report, lang))
+                return
+            chart = target.with_name(target.stem + ".png")
+            scorecard_chart(report, chart, lang)
+            target.write_text(to_markdown(report, lang, chart=chart.name), encoding="utf-8")
+            typer.echo(f"wrote {target} and {chart}", err=True)
+        elif fmt == "csv":
+            data = to_csv(report, lang, table)
+            if str(target) == "-":
+                sys.stdout.buffer.write(data)
+                return
+            target.write_bytes(data)
+            typer.echo(f"wrote {target}", err=True)
+        else:
+            to_xlsx(report, lang, target)
+            typer.echo(f"wrote {target}", err=True)
+    except ReportDependencyError as exc:
+        raise _fail(str(exc)) from None
+    if replayed.rejections:
+        typer.echo(f"{len(replayed.rejections)} of {replayed.lines} lines rejected (see onestop validate)", err=True)
