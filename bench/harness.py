@@ -238,6 +238,7 @@ class Worker:
     port: int = field(default_factory=free_port)
     app_id: str | None = None
     child: Child | None = None
+    env: dict[str, str] = field(default_factory=dict)  # more ONESTOP_* settings (bench/transactions_p.py)
 
     @property
     def url(self) -> str:
@@ -249,7 +250,7 @@ class Worker:
                "ONESTOP_LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "warn"),
                # 6 s finds a killed worker quickly; a 1 M run needs more, as the broker stalls on its snapshots.
                "ONESTOP_SESSION_TIMEOUT": os.environ.get("BENCH_SESSION_TIMEOUT", "6"), "ONESTOP_LOOP": "uvloop",
-               "PYTHONPATH": str(REPO)}
+               "PYTHONPATH": str(REPO), **self.env}
         self.child = Child([PY, "-m", "streams.worker", "--broker", self.bootstrap, "--web-port", str(self.port),
                             "--data-dir", str(self.data_dir)], env, self.log_path)
         return self
@@ -457,7 +458,7 @@ def phase_overdue(w: Worker, bootstrap: str, prefix: str, runs: int) -> list[flo
     from models.events import event_to_json, make_envelope
 
     alerts = KafkaConsumer(prefix + "dossier-alerts", bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                           consumer_timeout_ms=200)
+                           consumer_timeout_ms=200, isolation_level="read_committed")
     alerts.poll(timeout_ms=2000)  # join and position at the end
     p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     clock = w.clock_file

@@ -111,6 +111,10 @@ class DossierState(Struct):
     # Derived, not a fact: a msgpack-encoded ``Settled``, set by the stream processor when it stores the state.
     # Kept as bytes so that a state stays readable whatever layout its rows were written in (``read_settled``).
     settled: bytes | None = None
+    # Derived, not a fact: the alerts already published for this dossier, as alert id suffixes (the id without the
+    # dossier code, as in ``Settled.alerts``). Set by the stream processor under exactly-once outputs, where it is
+    # committed in the same transaction as the alert itself, so a rebuild never announces one again; empty otherwise.
+    announced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

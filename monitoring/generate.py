@@ -23,7 +23,8 @@ from monitoring.alertmanager import alertmanager_config
 from monitoring.config import DEFAULT_CONFIG, MixinConfig
 from monitoring.dashboards import all_dashboards, provisioning_files
 from monitoring.notifications import template_files
-from monitoring.rules import alert_groups, recording_groups
+from monitoring.alerts import alert_groups
+from monitoring.rules import recording_groups
 from monitoring.runbook import render_runbook
 from monitoring.worktime import CalendarFacts, calendar_facts, covered_years, working_time_test
 

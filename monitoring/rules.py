@@ -22,8 +22,7 @@ from streams.serve import metrics as exposition
 from monitoring.config import MixinConfig, duration_seconds
 from monitoring.worktime import CalendarFacts, working_seconds_record, working_seconds_rule, working_time_rules
 
-__all__ = ["AlertSpec", "Level", "LEVELS_OUT", "alert_specs", "recording_groups", "alert_groups", "tally_keys",
-           "share_names", "indicators_in_force", "fmt"]
+__all__ = ["Level", "LEVELS_OUT", "recording_groups", "tally_keys", "share_names", "indicators_in_force", "fmt"]
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -329,12 +328,3 @@ def silence_expr(config: MixinConfig) -> str:
     parts = [f"source:onestop_events_processed:increase{w} == 0 and on () {working_seconds_record(w)} >= {need}"
              for w in silence_windows(config)]
     return "\nor ".join(parts)
-
-
-def __getattr__(name: str):
-    """The alert rules live in monitoring/alerts.py (texts from the message catalogue); still importable from here."""
-    if name in ("AlertSpec", "alert_groups", "alert_specs"):
-        from monitoring import alerts
-
-        return getattr(alerts, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

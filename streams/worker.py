@@ -90,7 +90,8 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
     if janitor is not None:
         _schedule_janitor(app, janitor)
     marker = settings.data_dir / CLEAN_STOP_MARKER
-    prepare_local_state(Path(app.conf.tabledir), marker, app.onestop_runtime.journal)
+    prepare_local_state(Path(app.conf.tabledir), marker, app.onestop_runtime.journal,
+                        exactly_once=app.onestop_runtime.txn is not None)
     log.info("worker %s on %s, web %s, clock %r", settings.app_id, settings.broker, settings.web_url, clock)
     log.info("security: %s", describe_security(settings))
     worker = faust_worker(app, settings.log_level)
@@ -143,7 +144,7 @@ def _schedule_janitor(app: Any, janitor: GroupJanitor, interval: float = 5.0) ->
 
 
 def prepare_local_state(tabledir: Path, marker: Path, journal: WriteJournal | None,
-                        keep_after_crash: bool | None = None) -> str:
+                        keep_after_crash: bool | None = None, exactly_once: bool = False) -> str:
     """Decide what happens to the local tables at start; returns "fresh", "clean", "kept" or "discarded".
 
     Faust writes a dossier to RocksDB at once but to the changelog through the producer buffer. After a crash
@@ -154,11 +155,18 @@ def prepare_local_state(tabledir: Path, marker: Path, journal: WriteJournal | No
     changelog again once recovery is done (``Runtime._repair_changelog``). Without one (a run of an older
     version, or ``ONESTOP_KEEP_STATE_AFTER_CRASH=0``) the tables are discarded and recovered from the changelog,
     which keeps local state and changelog identical at the cost of reading all of it.
+
+    With ``exactly_once`` the local tables are written only after their transaction committed, so they are never
+    ahead of the changelog and are kept after a crash with nothing to repair; unless the journal names dossiers
+    of an at-least-once run that crashed: those would have to be sent outside any transaction, so the tables are
+    discarded instead.
     """
     keep_after_crash = KEEP_STATE_AFTER_CRASH if keep_after_crash is None else keep_after_crash
     has_tables = tabledir.is_dir() and any(tabledir.iterdir())
     crashed = not marker.exists() and has_tables
     outcome = "fresh" if not has_tables else "clean"
+    if crashed and exactly_once and journal is not None and journal.holds_entries():
+        keep_after_crash = False  # an at-least-once crash's dossiers: never repaired outside a transaction
     if crashed and keep_after_crash and journal is not None and journal.exists():
         pending = journal.open(crashed=True)
         log.warning("previous run did not stop cleanly: keeping %s; %s dossier(s) named by the write journal are "

@@ -920,7 +920,8 @@ def test_a_real_worker_refuses_thousands_of_hostile_records_and_counts_the_rest_
         wait_for(lambda: figures_match(w, oracle), timeout=180, interval=1.0, what="figures equal to the oracle")
 
         consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                 fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20)
+                                 fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20,
+                                 isolation_level="read_committed")
         tps = [TopicPartition(d.settings.dlq, p) for p in range(d.settings.partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning()
@@ -993,7 +994,7 @@ def test_onestop_replay_dead_letters_a_line_bigger_than_a_kafka_record_and_goes_
     assert stats.sent == 2 and [(n, reason) for n, reason, _m in stats.invalid] == [(2, "too_large")]
     consumer = KafkaConsumer(settings.dlq, bootstrap_servers=kafka_bootstrap, group_id=None,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000, fetch_max_bytes=8 << 20,
-                             max_partition_fetch_bytes=8 << 20)
+                             max_partition_fetch_bytes=8 << 20, isolation_level="read_committed")
     records = list(consumer)
     consumer.close()
     (record,) = records

@@ -38,7 +38,8 @@ from monitoring.alertmanager import alertmanager_config
 from monitoring.config import DEFAULT_CONFIG, replace
 from monitoring.dashboards import all_dashboards, panel_queries
 from monitoring.generate import REPO, committed_years, dump_yaml
-from monitoring.rules import alert_groups, recording_groups, tally_keys
+from monitoring.alerts import alert_groups
+from monitoring.rules import recording_groups, tally_keys
 from monitoring.worktime import calendar_facts
 from tests.loopback import AlertWebhook, LoopbackServer, QuietHandler
 from tests.procs import WorkerProcess, wait_for

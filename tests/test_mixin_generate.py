@@ -10,7 +10,8 @@ import yaml
 
 from monitoring import generate as gen
 from monitoring.config import DEFAULT_CONFIG, MixinConfigError, load_config, parse_config, replace
-from monitoring.rules import alert_groups, recording_groups
+from monitoring.alerts import alert_groups
+from monitoring.rules import recording_groups
 from monitoring.worktime import calendar_facts
 
 REPO = Path(__file__).resolve().parents[1]

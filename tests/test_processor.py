@@ -300,3 +300,48 @@ def test_indicator_terms_are_the_catalogue_coefficients_combined(tallies) -> Non
     want = {i.id: (combine(i.numerator, tallies), combine(i.denominator, tallies)) for i in p.catalogue.indicators
             if i.computable_from_events and i.numerator is not None}
     assert want and p.indicator_terms(tallies) == want
+
+
+def _in_state() -> Processor:
+    p = Processor()
+    p.announced_in_state = True  # exactly-once outputs: what was announced is stored with the dossier
+    return p
+
+
+def test_under_exactly_once_what_was_announced_is_stored_and_a_new_worker_announces_nothing_again():
+    """The clock's announcement returns the dossier to store with the alert (one transaction); a worker that
+    starts from the stored dossier (a restart, a rebalance) finds it announced; a worker keeping memory only
+    would announce it again."""
+    code = "T01.S01-20260302-00004"
+    rec = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
+    first = _in_state()
+    o = first.handle(rec, None, NOW, key=code)  # a week late: replayed history, announced once it settles
+    assert o.alerts == []
+    r = first.reevaluate(o.state, NOW, o.next_check_at)
+    assert sorted(a["kind"] for a in r.alerts) == ["apology_missing", "overdue"]
+    assert r.state is not None  # stored in the same transaction as the alerts
+    assert first.reevaluate(r.state, o.next_check_at, o.next_check_at + timedelta(minutes=5)).alerts == []
+    later = o.next_check_at + timedelta(hours=1)
+    for restarted in (_in_state(), _in_state()):
+        assert not restarted.restore(r.state, later).unannounced
+        assert restarted.announce_stored(r.state, later) == ([], None)
+        assert restarted.reevaluate(r.state, later, later + timedelta(minutes=5)).alerts == []
+    assert Processor().restore(r.state, later).unannounced  # memory only: announced again (at least once)
+    # The rows stored with the announcement still count the dossier exactly as its evaluation does.
+    assert _in_state().restore(r.state, later).tallies == Processor().restore(r.state, later).tallies
+
+
+def test_under_exactly_once_an_announced_alert_is_not_announced_again_when_its_events_are_read_again():
+    code = "T01.S01-20260302-00005"
+    rec = raw("received", "2026-03-02 08:00", received("2026-03-02 08:00", due="2026-03-09 08:00"), code=code)
+    p = _in_state()
+    overdue_at = datetime(2026, 3, 9, 9, 0, tzinfo=TZ)
+    stored = p.handle(rec, None, datetime(2026, 3, 2, 8, 5, tzinfo=TZ), key=code).state
+    announced, stored = p.announce_stored(stored, overdue_at)
+    assert sorted(a["kind"] for a in announced) == ["apology_missing", "overdue"]
+    memory_only = Processor()
+    assert memory_only.announce(stored, overdue_at)  # the same alerts for a worker that remembers nothing
+    # A new processor (restart) on the stored state, fed the same dossier's events again (a rebalance re-read):
+    again = _in_state()
+    assert again.handle(rec, stored, overdue_at + timedelta(hours=1), key=code).alerts == []
+    assert again.announce_stored(stored, overdue_at + timedelta(hours=2))[0] == []

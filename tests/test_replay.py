@@ -49,7 +49,8 @@ def test_invalid_lines_are_reported_and_dead_lettered(kafka_bootstrap, topic_pre
                       d.settings.dlq, "--quiet")
         assert out.returncode == 1 and f"{f}:2: bad_json" in out.stderr and "1 invalid" in out.stderr
         consumer = KafkaConsumer(d.settings.dlq, bootstrap_servers=kafka_bootstrap, group_id=None,
-                                 auto_offset_reset="earliest", consumer_timeout_ms=3000)
+                                 auto_offset_reset="earliest", consumer_timeout_ms=3000,
+                                 isolation_level="read_committed")
         got = [(m.value, dict(m.headers)) for m in consumer]
         consumer.close()
         assert [(v, h["x-reason"], h["x-source-line"]) for v, h in got] == [(b"{broken", b"bad_json", b"2")]

@@ -157,7 +157,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes,
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=500)
+                             group_id=None, consumer_timeout_ms=500, isolation_level="read_committed")
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         consumer.assign([TopicPartition(topic, p) for p in parts])
@@ -369,7 +369,8 @@ def test_kill9_mid_stream_then_restart_gives_exact_tallies(kafka_bootstrap: str,
 
 def latest_by_key(bootstrap: str, topic: str) -> dict[bytes, bytes]:
     """The last value of every key of a topic, read up to its end offsets as they are now."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             isolation_level="read_committed")
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         consumer.assign(tps)
@@ -390,10 +391,12 @@ def test_a_crash_keeps_the_local_tables_and_sends_their_unsent_writes_to_the_cha
         kafka_bootstrap: str, worker_factory) -> None:
     """kill -9 while changelog records are still unsent: the restarted worker keeps its RocksDB tables (no full
     changelog read) and, from its write journal, puts those dossiers on the changelog, so that a worker starting
-    from the changelog alone (an empty data directory) counts exactly the same."""
+    from the changelog alone (an empty data directory) counts exactly the same. The journal is the at-least-once
+    path's (under exactly once the tables are written after their transaction commits: nothing to repair)."""
     settings: WorkerSettings = worker_factory.settings
     changelog = settings.changelog
-    w = worker_factory("w1", ONESTOP_JOURNAL_CHECKPOINT_SECONDS="1")
+    alo = {"ONESTOP_PROCESSING_GUARANTEE": "at_least_once"}
+    w = worker_factory("w1", ONESTOP_JOURNAL_CHECKPOINT_SECONDS="1", **alo)
     w.wait_ready(timeout=60)
     produce(kafka_bootstrap, settings.events, [(f"R{n:02d}".encode(), event(f"R{n:02d}", "U1", 0), None)
                                                for n in range(40)])
@@ -421,7 +424,7 @@ def test_a_crash_keeps_the_local_tables_and_sends_their_unsent_writes_to_the_cha
     want = tally_part(samples(w.metrics_text()))
     w.kill9()
 
-    w2 = worker_factory("w1", port=w.web_port)  # same data dir: a restarted process
+    w2 = worker_factory("w1", port=w.web_port, **alo)  # same data dir: a restarted process
     w2.wait_ready(timeout=60)
     log_text = w2.log_path.read_text(errors="replace")
     assert "keeping" in log_text and "discarding" not in log_text
@@ -434,7 +437,7 @@ def test_a_crash_keeps_the_local_tables_and_sends_their_unsent_writes_to_the_cha
     assert all(len(json.loads(after[json.dumps(f"R{n:02d}").encode()])["ids"]) == 2 for n in range(10))
     w2.stop()
 
-    fresh = worker_factory("w-fresh", port=w.web_port)  # an empty data dir: everything from the changelog
+    fresh = worker_factory("w-fresh", port=w.web_port, **alo)  # an empty data dir: everything from the changelog
     fresh.wait_ready(timeout=60)
     assert tally_part(samples(fresh.metrics_text())) == want
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from streams.compat.offsets import rewind_partitions_never_committed, watch_recovery
 from streams.compat.pacing import install_empty_fetch_pause
+from streams.compat.transactions import read_committed_tables
 from streams.compat.repairs import (guard_source_gaps, install_closed_transport_repair, install_complete_buffer_flush,
                                    rebuild_partitions_ahead_of_changelog, watch_stalled_source)
 
@@ -71,15 +72,30 @@ PATCHES: tuple[Patch, ...] = (
           "table recovery then waits forever, so a stalled recovery is re-seeked",
           "related: https://github.com/faust-streaming/faust/issues/432 (open)",
           "tests/test_worker_smoke.py::test_second_worker_joining_and_leaving_never_double_counts"),
+    Patch("read_committed_tables", "faust-streaming",
+          "the worker consumer reads read_uncommitted unless Faust's own exactly_once is on, and table recovery waits "
+          "for a record at a changelog's end offset minus one, which is a transaction marker when the changelog is "
+          "written in transactions; read_committed, and recovery ends at the last committed record",
+          "related: https://github.com/faust-streaming/faust/issues/47 (recovery hangs under exactly_once; closed), "
+          "https://github.com/faust-streaming/faust/issues/597 (the end offset minus one as last record; open)",
+          "tests/test_compat.py::test_recovery_ends_at_the_last_committed_changelog_record, tests/test_exactly_once.py"),
 )
 
 
-def install_patches(app: Any, topic: str, runtime: Any) -> None:
-    """Install every patch on a freshly built worker app (idempotent for the process-wide ones)."""
+def install_patches(app: Any, topic: str, runtime: Any, client_config: dict[str, Any] | None = None) -> None:
+    """Install every patch on a freshly built worker app (idempotent for the process-wide ones).
+
+    With ``runtime.txn`` set (exactly-once outputs), every topic is read committed, recovery ends at a changelog's
+    last committed record after the runtime fenced the partitions' previous owners, and Faust commits no source
+    offsets (the runtime's transactions do); ``client_config`` holds aiokafka's connection arguments."""
+    transactional = getattr(runtime, "txn", None) is not None
+    if transactional:
+        read_committed_tables(app, client_config or {}, before_recovery=runtime.own_transactions)
     rewind_partitions_never_committed(app, topic)
     watch_recovery(app)
     watch_stalled_source(app, topic, lambda: runtime.records_received, stall_seconds=runtime.settings.stall_seconds)
-    guard_source_gaps(app, topic, applied=runtime.applied_offsets)
+    guard_source_gaps(app, topic, applied=None if transactional else runtime.applied_offsets,
+                      commit_source=not transactional)
     install_closed_transport_repair()
     install_complete_buffer_flush()
     install_empty_fetch_pause()

@@ -250,7 +250,8 @@ MAX_REWINDS = 3
 SKIPPED_RECORD_SECONDS = 3.0
 
 
-def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] | None = None) -> None:
+def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] | None = None,
+                      commit_source: bool = True) -> None:
     """Never let the consumer jump over source records: send it back to the first record it skipped.
 
     Under load, a worker that had just been assigned a partition received its first record thousands of offsets
@@ -280,11 +281,15 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
     The churn scenario lost exactly one event this way: processing of a partition stopped at offset 2995 before
     a rebalance, the worker that kept it went on at 2997, and 2996 was committed and never applied (worker logs
     without a jump warning, changelog and events topic read back from the broker's snapshot).
+
+    ``commit_source=False``: Faust commits nothing of the source topic (the runtime commits its offsets in its
+    own transactions, streams.runtime.transactions); the read side is the same.
     """
     from faust.transport.consumer import Consumer
 
     # Per app: the class-level wrappers below look both up on the consumer's app.
     app._onestop_source_topic, app._onestop_applied = topic, applied
+    app._onestop_commit_source = commit_source
     original = Consumer.getmany
     if getattr(original, _MARK, False):
         return
@@ -333,6 +338,9 @@ def guard_source_gaps(app: Any, topic: str, applied: Callable[[int], set[int]] |
     def new_offset(self: Any, tp: Any) -> int | None:
         if tp.topic != topic_of(self):
             return original_new_offset(self, tp)
+        if not getattr(self.app, "_onestop_commit_source", True):
+            original_new_offset(self, tp)  # keeps Faust's ack and gap bookkeeping moving; nothing to commit
+            return None
         if tp not in sought_of(self):
             return None  # between a revocation and the seek to the committed offsets: nothing to commit yet
         committed, applied = self._committed_offset.get(tp), applied_of(self)

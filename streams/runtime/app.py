@@ -87,6 +87,10 @@ def build_stream_app(settings: WorkerSettings, processor: Any, clock: Clock) -> 
     table = app.Table(settings.table_name, key_type=str, value_type=bytes, partitions=settings.partitions,
                       options=settings.store_options)
     runtime.table = table
+    client_config = kafka_client_config(settings)
+    if settings.exactly_once:
+        # Outputs in one transaction per source partition and batch (streams.runtime.transactions).
+        runtime.use_transactions(client_config, table.changelog_topic.get_topic_name())
 
     if "PRODUCER_LINGER" not in os.environ:
         app.conf.producer_linger = PRODUCER_LINGER_SECONDS
@@ -114,7 +118,10 @@ def build_stream_app(settings: WorkerSettings, processor: Any, clock: Clock) -> 
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        runtime.on_assigned({tp.partition for tp in assigned if tp.topic == settings.events})
+        owned = {tp.partition for tp in assigned if tp.topic == settings.events}
+        runtime.on_assigned(owned)
+        if runtime.txn is not None:  # a partition gone to another worker: its transactional id is that worker's now
+            await runtime.txn.release(set(runtime.txn.producers) - owned)
 
     async def _recovered() -> None:
         actives = app.assignor.assigned_actives()
@@ -122,7 +129,7 @@ def build_stream_app(settings: WorkerSettings, processor: Any, clock: Clock) -> 
 
     table.on_recover(_recovered)
 
-    attach_reference(app, runtime, settings, kafka_client_config(settings))  # its consumer needs SASL/TLS too
+    attach_reference(app, runtime, settings, client_config)  # its consumer needs SASL/TLS too
     attach_sync(app, runtime, settings, events)  # dvcqg-sync records -> events (docs/dvcqg.md)
-    install_patches(app, settings.events, runtime)
+    install_patches(app, settings.events, runtime, {"bootstrap_servers": settings.broker, **client_config})
     return app

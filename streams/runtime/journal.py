@@ -69,6 +69,10 @@ class WriteJournal:
         """Whether the previous run kept a journal (a run of an older version did not: its state is discarded)."""
         return any((self.directory / n).exists() for n in (*FILES, CARRIED))
 
+    def holds_entries(self) -> bool:
+        """Whether any journal file names a dossier (a run that wrote at least once and did not stop cleanly)."""
+        return any(read_entries(self.directory / n) for n in (*FILES, CARRIED))
+
     def open(self, crashed: bool) -> dict[int, set[str]]:
         """Start a run. After a crash the previous run's entries become ``pending`` (kept in one file until they
         are repaired); after a clean stop every changelog record was flushed, so they are dropped. Entries carried

@@ -146,6 +146,11 @@ class OwnedPartitions:
         return store if fast else None
 
     def _get(self, partition: int, code: str) -> bytes | None:
+        staged = self._staged.get(partition)
+        if staged:
+            value = staged.get(code)
+            if value is not None:
+                return value
         store = self._partition_db()
         if store is not None:
             return store._db_for_partition(partition).get(_table_key(code))
@@ -154,6 +159,11 @@ class OwnedPartitions:
 
     def _put(self, partition: int, state: PartitionState, code: str, value: bytes, existed: bool,
              journaled: bool = False) -> None:
+        if self.txn is not None:  # exactly once: into the open transaction; the table follows its commit
+            self._stage(partition, code, value)
+            if not existed:
+                state.dossiers += 1
+            return
         if self.journal is not None and not journaled:
             self.journal.record(((partition, code),))
         store = self._partition_db()
@@ -264,7 +274,8 @@ class OwnedPartitions:
                 self._drop(p)
         stale, self._restoring = self._restoring & owned, set()
         started = time.monotonic()
-        await self._repair_changelog(owned)
+        if self.txn is None:  # in transactions the table is never ahead of the changelog: nothing to repair
+            await self._repair_changelog(owned)
         if generation != self.generation:
             self._restoring |= stale  # the next recovery repairs what is still pending and rebuilds
             return

@@ -19,7 +19,7 @@ from models import events as ev
 from models.calendar import TZ, WorkCalendar
 from models.config import DEFAULT_CONFIG, MonitorConfig
 from models.dossier import Alert, Context, apply, decode_state, encode_state, pack_settled, read_settled
-from models.evaluation import View, alerts_from_suffixes, alerts_of, evaluate, next_change_at
+from models.evaluation import View, alert_suffixes, alerts_from_suffixes, alerts_of, evaluate, next_change_at
 from models.figures import document_from_tallies
 from models.index766 import Catalogue, load_catalogue
 from models.tally import ContributionSum, contribution_delta, settled_of, settled_stamp
@@ -98,6 +98,10 @@ class Processor:
     def __init__(self, calendar: WorkCalendar | None = None, config: MonitorConfig = DEFAULT_CONFIG,
                  catalogue: Catalogue | None = None, view_memo_size: int = VIEW_MEMO_SIZE):
         self.calendar = calendar or WorkCalendar.default()
+        # Under exactly-once outputs the alerts announced are part of the stored dossier (``DossierState.announced``,
+        # committed with the alert in one transaction): see ``announce_in_state``. Otherwise they are this worker's
+        # memory only, and a rebuild announces a dossier's active alerts again.
+        self.announced_in_state = False
         self.config = config
         self.catalogue = catalogue or load_catalogue()
         self.unit_meta: dict[str, dict] = {}
@@ -146,7 +150,9 @@ class Processor:
         new.settled = (pack_settled(settled_of(new_view, now, settled_stamp(self.calendar.version, self.config),
                                                next_check, active)) if new_view is not None else None)
         fresh = event.time >= now - timedelta(seconds=self.config.alert_catch_up_seconds)
-        alerts = self._announce(new.code, new_view, now, fresh, active)
+        alerts, keep = self._announce(new.code, new_view, now, fresh, active, new)
+        if keep is not None:
+            new.announced = keep
         if not fresh and new_view is not None and new_view.is_open:
             settle = now + timedelta(seconds=self.config.alert_settle_seconds)
             next_check = settle if next_check is None else min(next_check, settle)
@@ -167,9 +173,22 @@ class Processor:
         if view is None:
             return RecordOutcome(None, None, {}, [], False, False, None, None, None, state.code)
         delta = contribution_delta(view, view, now, prev_now)
-        alerts = self._announce(state.code, view, now, fresh=True)
-        return RecordOutcome(None, None, delta, alerts, False, False, None, None,
-                             next_change_at(state, ctx, view), state.code)
+        active = alerts_of(view, now)
+        alerts, keep = self._announce(state.code, view, now, True, active, state)
+        next_check = next_change_at(state, ctx, view)
+        encoded = None if keep is None else self._restamped(state, view, ctx, next_check, active, keep)
+        return RecordOutcome(encoded, None, delta, alerts, False, False, None, None, next_check, state.code)
+
+    def _restamped(self, state, view: View, ctx: Context, next_check: datetime | None, active: frozenset[Alert],
+                   announced: tuple[str, ...]) -> bytes:
+        """The stored dossier with what it announced now, and its rows counted afresh at ``ctx.now`` (those it had
+        held until this instant, which is why it is looked at now)."""
+        state.announced = announced
+        state.settled = pack_settled(settled_of(view, ctx.now, settled_stamp(self.calendar.version, self.config),
+                                                next_check, active))
+        encoded = encode_state(state)
+        self._views.put(state.code, encoded, ctx, view)
+        return encoded
 
     def rebuilder(self, now: datetime) -> "Rebuilder":
         """What a partition rebuild (start, restart, rebalance, new calendar) feeds every stored dossier to."""
@@ -183,12 +202,23 @@ class Processor:
 
     def announce(self, stored: bytes, now: datetime) -> list[dict]:
         """The alerts of a rebuilt dossier that this worker has not announced yet, now marked announced."""
+        return self.announce_stored(stored, now)[0]
+
+    def announce_stored(self, stored: bytes, now: datetime) -> tuple[list[dict], bytes | None]:
+        """``announce``, and the dossier to store with them marked announced (None: nothing to store, as always
+        when announcements are memory only)."""
         state = decode_state(stored)
         ctx = self.context(now)
         hit, view = self._views.get(state.code, stored, ctx)
         if not hit:
             view = evaluate(state, ctx)
-        return self._announce(state.code, view, now, fresh=True) if view is not None else []
+        if view is None:
+            return [], None
+        active = alerts_of(view, now)
+        alerts, keep = self._announce(state.code, view, now, True, active, state)
+        if keep is None:
+            return alerts, None
+        return alerts, self._restamped(state, view, ctx, next_change_at(state, ctx, view), active, keep)
 
     # -- read side ----------------------------------------------------------------------------------------------
 
@@ -238,23 +268,39 @@ class Processor:
                                     "level": (meta or {}).get("level") or level}
 
     def _announce(self, code: str, view: View | None, now: datetime, fresh: bool,
-                  active: frozenset[Alert] | None = None) -> list[dict]:
-        """Alerts to publish now: those active (``alerts_of``, unless the caller has them) and not yet announced by
-        this worker (ids are stable, so a re-announcement after a restart or a rebalance is harmless to consumers
-        that de-duplicate)."""
+                  active: frozenset[Alert] | None = None, state=None) -> tuple[list[dict], tuple[str, ...] | None]:
+        """Alerts to publish now: those active (``alerts_of``, unless the caller has them) and not yet announced
+        (ids are stable, so a re-announcement after a restart or a rebalance is harmless to consumers that
+        de-duplicate), and the announced alerts to store with the dossier ``state`` when they are kept in it and
+        changed (else None: nothing to store for them).
+
+        With ``announced_in_state`` what was announced is read from the stored dossier and written back with it, in
+        the transaction that publishes the alert, and an id stays there once announced (a dossier's overdue alert
+        that a pause ended and the end of the pause brought back, same due date and so same id, was announced
+        twice otherwise); otherwise it is this worker's memory (``keep_announced_in``), which forgets an alert no
+        longer active."""
         if active is None:
             active = alerts_of(view, now) if view is not None else frozenset()
-        announced = self._announced.get(code, frozenset())
-        if fresh:
+        in_state = self.announced_in_state and state is not None
+        if in_state:
+            announced = alerts_from_suffixes(code, state.announced) if state.announced else frozenset()
+        else:
+            announced = self._announced.get(code, frozenset())
+        if in_state:  # an id once announced stays announced: never published twice, even if its condition comes back
+            new, keep = (sorted(active - announced), announced | active) if fresh else ([], announced)
+        elif fresh:
             new, keep = sorted(active - announced), active
         else:
             new, keep = [], announced & active
+        stored = None
         if keep != announced:  # most events change nothing here: no write
-            if keep:
+            if in_state:
+                stored = tuple(sorted(alert_suffixes(code, keep)))
+            elif keep:
                 self._announced[code] = keep
             else:
                 self._announced.pop(code, None)
-        return [self._alert_record(a, view, now) for a in new]
+        return [self._alert_record(a, view, now) for a in new], stored
 
     def keep_announced_in(self, store) -> None:
         """Remember announced alerts in ``store`` (``get``, ``__setitem__`` and ``pop`` as a dict's) instead of a
@@ -293,6 +339,7 @@ class _SettledOnly(Struct):
 
     code: str
     settled: bytes | None = None
+    announced: tuple[str, ...] = ()
 
 
 _SETTLED_ONLY = msgspec.msgpack.Decoder(_SettledOnly)
@@ -344,7 +391,7 @@ class Rebuilder:
             if settled.ended_at is None:
                 self.standing += 1
                 if settled.alerts:
-                    announced = self._processor._announced.get(only.code, frozenset())
+                    announced = self._announced(only.code, only.announced)
                     alerts = alerts_from_suffixes(only.code, settled.alerts)
                     return False, settled.valid_until, not announced.issuperset(alerts)
             else:
@@ -358,8 +405,14 @@ class Rebuilder:
         processor._learn(view)
         self._sum.add(view, now)
         recent = view.end_at is None or view.end_at >= self._catch_up
-        unannounced = recent and bool(alerts_of(view, now) - processor._announced.get(state.code, frozenset()))
+        unannounced = recent and bool(alerts_of(view, now) - self._announced(state.code, state.announced))
         return False, next_change_at(state, self._ctx, view), unannounced
+
+    def _announced(self, code: str, stored: tuple[str, ...]) -> frozenset[Alert]:
+        """What was announced for the dossier: stored with it under exactly-once outputs, else this worker's memory."""
+        if self._processor.announced_in_state:
+            return alerts_from_suffixes(code, stored) if stored else frozenset()
+        return self._processor._announced.get(code, frozenset())
 
     def tallies(self) -> dict[TallyKey, int]:
         return self._sum.totals()

@@ -160,6 +160,7 @@ class ReferenceFollower(threading.Thread):
             try:
                 consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                          client_id="onestop-reference", fetch_max_wait_ms=1000,
+                                         isolation_level="read_committed",  # only what writers committed
                                          **self.client_config)
                 parts = [TopicPartition(t, p) for t in (self.calendar_topic, self.units_topic)
                          for p in sorted(consumer.partitions_for_topic(t) or ())]

@@ -29,6 +29,7 @@ from streams.runtime.stored_schedule import StoredAnnouncements, announcements_p
 
 
 from streams.runtime.partitions import SCAN_YIELD_EVERY, SCHEDULE_DIR, OwnedPartitions, PartitionState, _decode_key
+from streams.runtime.transactions import TransactionalPath, Transactions
 
 __all__ = ["DLQ_MAX_KEY_BYTES", "DLQ_MAX_VALUE_BYTES", "Runtime", "encode_alert"]
 
@@ -58,7 +59,7 @@ def encode_alert(alert: dict) -> bytes:
 
 
 
-class Runtime(OwnedPartitions):
+class Runtime(TransactionalPath, OwnedPartitions):
     """Owned partitions' derived state plus the operations the agent, the timer and the web views share.
 
     Everything that mutates state is synchronous; sends happen afterwards. On one event loop that makes each
@@ -112,11 +113,38 @@ class Runtime(OwnedPartitions):
         # The last changelog record sent per partition since the journal's last rotation (direct table path):
         # records of one partition are acknowledged in order, so once these are, every earlier one is.
         self._last_changelog: dict[int, Any] = {}
+        # Exactly-once outputs (streams.runtime.transactions): set up by ``use_transactions``; None runs at least once.
+        self.txn: Transactions | None = None
+        self._staged: dict[int, dict[str, bytes]] = {}  # per partition: dossiers written by the open transaction
         # The processor may check the record key against the event's subject; older ones take no key.
         try:
             self._handle_takes_key = "key" in inspect.signature(processor.handle).parameters
         except (TypeError, ValueError):
             self._handle_takes_key = False
+
+    def use_transactions(self, client_config: dict[str, Any], changelog_topic: str) -> None:
+        """Write every output in transactions from now on (before the worker starts)."""
+        self.txn = Transactions(self.settings, client_config, changelog_topic)
+        if hasattr(self.processor, "announced_in_state"):
+            self.processor.announced_in_state = True
+
+    async def on_recovered(self, owned: set[int]) -> None:
+        if self.txn is not None:
+            async with self.txn.lock:
+                self.txn.fenced &= owned  # a partition assigned again is ours again, until fenced
+                self.txn.broken &= owned
+                await self.txn.release(set(self.txn.producers) - owned)
+                for p in sorted(owned):
+                    try:
+                        await self.txn.own({p})
+                        await self.txn.load_committed({p})
+                    except Exception as exc:  # the broker away: the partition waits, batches and ticks try again
+                        log.warning("partition %s: could not start its transactional producer (%r)", p, exc)
+                        await self.txn.release({p})
+                        self.txn.broken.add(p)
+                await super().on_recovered(owned)
+            return
+        await super().on_recovered(owned)
 
     # -- read side (metrics, read API) --------------------------------------------------------------------------
     def tally_books(self) -> list[TallyBook]:
@@ -187,6 +215,9 @@ class Runtime(OwnedPartitions):
         """Timer body: bring every owned partition to the clock's now and publish the resulting alerts."""
         if not self.ready:
             return
+        if self.txn is not None:
+            await self._tick_in_transactions()
+            return
         now = self.now()
         alerts: list[dict] = []
         for state in list(self.partitions.values()):
@@ -201,8 +232,16 @@ class Runtime(OwnedPartitions):
         for _ in range(min(len(backlog), ANNOUNCE_PER_TICK)):
             code = backlog.popleft()
             stored = self._get(state.partition, code)
-            if stored is not None:
+            if stored is None:
+                continue
+            announce_stored = getattr(self.processor, "announce_stored", None) if self.txn is not None else None
+            if announce_stored is None:  # memory only (at least once, or a processor that keeps nothing stored)
                 alerts.extend(self.processor.announce(stored, now))
+                continue
+            announced, new = announce_stored(stored, now)
+            alerts.extend(announced)
+            if new is not None:  # marked announced in the same transaction as the alerts
+                self._put(state.partition, state, code, new, True)
 
     # -- the agent ---------------------------------------------------------------------------------------------
     def _apply(self, state: PartitionState, code: str, outcome: Any, *, existed: bool, alerts: list[dict],
@@ -219,6 +258,9 @@ class Runtime(OwnedPartitions):
             state.schedule.schedule(code, outcome.next_check_at)
 
     async def on_event(self, event: Any) -> None:
+        if self.txn is not None:
+            await self._on_events_in_transactions([event])
+            return
         self.records_received += 1
         generation = self.generation
         msg = event.message
@@ -267,6 +309,9 @@ class Runtime(OwnedPartitions):
         Nothing awaits between the first state change and the last table write, so the timer, the web views and
         rebalance callbacks never see a half-applied batch.
         """
+        if self.txn is not None:
+            await self._on_events_in_transactions(events)
+            return
         self.records_received += len(events)
         generation = self.generation
         owned: dict[int, PartitionState | None] = {}
@@ -345,6 +390,16 @@ class Runtime(OwnedPartitions):
                            counted: bool = False) -> None:
         if not counted:
             self.health.reject(reason)
+        key, value, headers = self._dead_letter_parts(msg, key, value, reason, error)
+        # force=True: produce now rather than at commit time; a duplicate in the DLQ after a crash is harmless,
+        # a lost one is not.
+        await self.dlq_topic.send(key=key, value=value, headers=headers, force=True)
+
+    @staticmethod
+    def _dead_letter_parts(msg: Any, key: bytes | None, value: bytes | None, reason: str,
+                           error: str) -> tuple[bytes | None, bytes | None, dict[str, bytes]]:
+        """A dead letter's key, value and headers: the record's own bytes (cut to fit a Kafka record) and where it
+        came from, why it was refused; nothing else about it."""
         headers = {
             "x-reason": reason.encode(),
             "x-error": str(error)[:MAX_HEADER_CHARS].encode(),
@@ -358,9 +413,7 @@ class Runtime(OwnedPartitions):
         if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
             headers["x-truncated-key-bytes"] = str(len(key)).encode()
             key = key[:DLQ_MAX_KEY_BYTES]
-        # force=True: produce now rather than at commit time; a duplicate in the DLQ after a crash is harmless,
-        # a lost one is not.
-        await self.dlq_topic.send(key=key, value=value, headers=headers, force=True)
+        return key, value, headers
 
     async def _send_alerts(self, alerts: list[dict]) -> None:
         for alert in alerts:

@@ -22,6 +22,7 @@ __all__ = ["WorkerSettings", "add_arguments", "settings_from_args", "ENV_PREFIX"
 
 ENV_PREFIX = "ONESTOP_"
 STORES = ("rocksdb", "memory")
+GUARANTEES = ("exactly_once", "at_least_once")
 
 
 def _flag(name: str) -> str:
@@ -60,6 +61,12 @@ class WorkerSettings:
     # and a standby whose local store is ahead of a changelog the broker lost stops Faust with ConsistencyError,
     # which the active-side repair (streams.compat.repairs) does not cover.
     standby_replicas: int = 0
+    # "exactly_once": the changelog records, alerts, dead letters and consumed offsets of each batch and clock tick
+    # are committed in one Kafka transaction per source partition (streams.runtime.transactions; readers use
+    # isolation.level=read_committed). "at_least_once": the path for brokers without transactions (InitProducerId
+    # refused): outputs may repeat after a crash or a rebalance, as documented in docs/reliability.md 5. The memory
+    # store always runs at least once (its table writes go through Faust's table).
+    processing_guarantee: str = "exactly_once"
     partitions: int = 4
     reference_partitions: int = 1
     replication_factor: int = 1
@@ -115,6 +122,8 @@ class WorkerSettings:
             raise ValueError(f"store must be one of {STORES}, got {self.store!r}")
         if self.schedule_store not in STORES:
             raise ValueError(f"schedule_store must be one of {STORES}, got {self.schedule_store!r}")
+        if self.processing_guarantee not in GUARANTEES:
+            raise ValueError(f"processing_guarantee must be one of {GUARANTEES}, got {self.processing_guarantee!r}")
         if self.partitions < 1 or self.reference_partitions < 1:
             raise ValueError("partition counts must be >= 1")
         if self.standby_replicas < 0:
@@ -164,6 +173,11 @@ class WorkerSettings:
     def changelog(self) -> str:
         """Faust names changelogs ``{app_id}-{table}-changelog``; we pre-create it with the same partitions."""
         return f"{self.app_id}-{self.table_name}-changelog"
+
+    @property
+    def exactly_once(self) -> bool:
+        """Whether outputs are written in transactions: asked for, and a store the runtime writes itself."""
+        return self.processing_guarantee == "exactly_once" and self.store == "rocksdb"
 
     @property
     def store_url(self) -> str:

@@ -278,7 +278,7 @@ class Demo:
         try:
             consumer = KafkaConsumer(self.settings.alerts, bootstrap_servers=self.broker.bootstrap,
                                      auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000,
-                                     group_id=None)
+                                     group_id=None, isolation_level="read_committed")  # committed alerts only
             while not self.stop_event.is_set():
                 for msg in consumer:
                     try:
