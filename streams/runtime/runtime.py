@@ -257,6 +257,17 @@ class Runtime(TransactionalPath, OwnedPartitions):
         if reschedule or outcome.state is not None or outcome.next_check_at is not None:
             state.schedule.schedule(code, outcome.next_check_at)
 
+    def _run_processor(self, msg: Any, code: str, value: Any, stored: Any, now: datetime) -> RecordOutcome:
+        """One record through the processor, on every path; a processor bug on one record must not stop the
+        partition, so it becomes a dead letter with the exception as its reason."""
+        try:
+            if self._handle_takes_key:
+                return self.processor.handle(value, stored, now, key=code)
+            return self.processor.handle(value, stored, now)
+        except Exception as exc:
+            log.exception("processor.handle failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+            return RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+
     async def on_event(self, event: Any) -> None:
         if self.txn is not None:
             await self._on_events_in_transactions([event])
@@ -281,15 +292,7 @@ class Runtime(TransactionalPath, OwnedPartitions):
         alerts: list[dict] = []
         now = self._advance(state, self.now(), alerts)
         stored = self._get(partition, code)
-        try:
-            if self._handle_takes_key:
-                outcome = self.processor.handle(value, stored, now, key=code)
-            else:
-                outcome = self.processor.handle(value, stored, now)
-        except Exception as exc:
-            # A processor bug on one record must not stop the partition; the record is kept in the DLQ.
-            log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
-            outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+        outcome = self._run_processor(msg, code, value, stored, now)
         if outcome.dead_letter is None:
             self._apply(state, code, outcome, existed=stored is not None, alerts=alerts, reschedule=False)
             self.health.record(source=outcome.source, event_time=outcome.event_time, now=now,
@@ -325,7 +328,7 @@ class Runtime(TransactionalPath, OwnedPartitions):
         nows: dict[int, datetime] = {}
         # (partition, code) -> [latest state bytes, existed before the batch, changed in the batch]
         pending: dict[tuple[int, str], list] = {}
-        handle, takes_key, health = self.processor.handle, self._handle_takes_key, self.health
+        health = self.health
         handled: list[Any] = []  # records applied or dead-lettered here, not left to another owner
         for event in events:
             msg = event.message
@@ -350,14 +353,7 @@ class Runtime(TransactionalPath, OwnedPartitions):
             if slot is None:
                 stored = self._get(partition, code)
                 slot = pending[(partition, code)] = [stored, stored is not None, False]
-            try:
-                if takes_key:
-                    outcome = handle(value, slot[0], now, key=code)
-                else:
-                    outcome = handle(value, slot[0], now)
-            except Exception as exc:
-                log.exception("processor.handle failed at %s[%s]@%s", msg.topic, partition, msg.offset)
-                outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+            outcome = self._run_processor(msg, code, value, slot[0], now)
             if outcome.dead_letter is None:
                 if outcome.state is not None:
                     slot[0] = outcome.state

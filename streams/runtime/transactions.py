@@ -260,14 +260,7 @@ class TransactionalPath:
             dead.append((msg, raw_key, value, "missing_value", "record has no value (tombstone)"))
             return
         stored = self._get(state.partition, code)
-        try:
-            if self._handle_takes_key:
-                outcome = self.processor.handle(value, stored, now, key=code)
-            else:
-                outcome = self.processor.handle(value, stored, now)
-        except Exception as exc:
-            log.exception("processor.handle failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-            outcome = RecordOutcome(dead_letter=("processor_error", f"{type(exc).__name__}: {exc}"))
+        outcome = self._run_processor(msg, code, value, stored, now)
         if outcome.dead_letter is None:
             self._apply(state, code, outcome, existed=stored is not None, alerts=alerts, reschedule=False)
             self.health.record(source=outcome.source, event_time=outcome.event_time, now=now,
