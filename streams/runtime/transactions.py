@@ -248,7 +248,6 @@ class TransactionalPath:
 
     def _apply_record(self, state: Any, event: Any, now: Any, alerts: list[dict], dead: list[tuple]) -> None:
         from streams.runtime.partitions import _decode_key
-        from streams.runtime.processor import RecordOutcome
 
         msg = event.message
         raw_key, value = event.key, event.value
