@@ -58,6 +58,7 @@ def test_demo_shows_figures_and_overdue_dossiers_then_leaves_nothing_running(tmp
     finally:
         out, _ = demo.communicate(timeout=120)
     assert demo.returncode == 0, out.decode()[-3000:]
+    assert "[demo] giờ mô phỏng" in out.decode() and "sự kiện; điểm 766 ước tính của tỉnh" in out.decode()  # vi first
     assert (tmp_path / "var/demo/broker").is_dir()  # its data stays in a local folder
     time.sleep(0.5)
     assert _processes_mentioning(str(tmp_path)) == [] and _processes_mentioning(f"--web-port {port}") == []

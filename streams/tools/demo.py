@@ -35,7 +35,7 @@ from models.calendar import TZ, WorkCalendar
 from models.events import event_to_json
 from models.tally import period_key
 
-from models.i18n import DEFAULT_LANG, LANGS
+from models.i18n import DEFAULT_LANG, LANGS, format_datetime, format_number, t
 
 from streams.tools.broker import EmbeddedBroker, free_port
 from streams.runtime.settings import WorkerSettings
@@ -95,7 +95,8 @@ class Demo:
 
     def run(self) -> int:
         if self.opts.lang not in LANGS:
-            print(f"error: --lang must be one of {', '.join(LANGS)}, not {self.opts.lang!r}", file=sys.stderr)
+            print(f"lỗi: --lang phải là một trong {', '.join(LANGS)}, không phải {self.opts.lang!r} / "
+                  f"error: --lang must be one of {', '.join(LANGS)}, not {self.opts.lang!r}", file=sys.stderr)
             return 2
         for sig in (signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed; still end every child
             signal.signal(sig, lambda *_: self.stop_event.set())
@@ -228,7 +229,7 @@ class Demo:
             self.publisher.flush()
             self.history_done_at = time.monotonic()
         except Exception as exc:  # shown in the view; the demo keeps running
-            self.state.error = f"publishing history failed: {exc}"
+            self.state.error = t("live.error.history", self.opts.lang, error=exc)
 
     def _loop(self) -> None:
         o = self.opts
@@ -254,7 +255,7 @@ class Demo:
                     except OSError:
                         pass
                     if any(p.poll() is not None for p in self.children):
-                        self.state.error = "a child process exited; see the logs in " + str(o.base_dir)
+                        self.state.error = t("live.error.child", o.lang, dir=o.base_dir)
                 if view:
                     view.update()
                 else:
@@ -268,9 +269,10 @@ class Demo:
         s = self.state
         prov = next(iter((s.figures or {}).get("provinces", {}).values()), None)
         total = prov and prov.get("total_estimated")
-        print(f"[demo] sim {s.sim_now:%Y-%m-%d %H:%M} published {s.published} events; "
-              f"province 766 estimate {total if total is None else round(total, 2)}; alerts {len(s.alerts)}; "
-              f"worker {self.worker_url}", flush=True)
+        lang = self.opts.lang
+        print(t("live.line", lang, time=format_datetime(s.sim_now, lang), published=format_number(s.published, lang, 0),
+                total=format_number(total, lang, 2), alerts=format_number(len(s.alerts), lang, 0), url=self.worker_url),
+              flush=True)
 
     def _follow_alerts(self) -> None:
         from kafka import KafkaConsumer
@@ -289,7 +291,7 @@ class Demo:
                         break
             consumer.close()
         except Exception as exc:
-            self.state.error = f"alerts consumer: {exc}"
+            self.state.error = t("live.error.alerts", self.opts.lang, error=exc)
 
 
 class _LiveView:
