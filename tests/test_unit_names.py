@@ -145,13 +145,20 @@ def test_listing_csv_is_vietnamese_by_default_with_a_bom():
                                                                     "awaiting supplement", "awaiting payment"]
 
 
-def test_language_of_a_request(monkeypatch):
-    monkeypatch.delenv("ONESTOP_LANG", raising=False)
+def test_language_of_a_request():
     assert parse_lang(None) == "vi" and parse_lang("en") == "en"
-    monkeypatch.setenv("ONESTOP_LANG", "en")
-    assert parse_lang("") == "en" and parse_lang("vi") == "vi"
+    assert parse_lang("", "en") == "en" and parse_lang("vi", "en") == "vi"  # the worker's setting, then the request
     with pytest.raises(ValueError, match="lang must be one of vi, en"):
         parse_lang("fr")
+
+
+def test_the_workers_language_is_a_setting():
+    from streams.runtime.settings import WorkerSettings
+
+    assert WorkerSettings.from_env({}).lang == "vi"
+    assert WorkerSettings.from_env({"ONESTOP_LANG": "en"}).lang == "en"
+    with pytest.raises(ValueError, match="lang must be one of"):
+        WorkerSettings.from_env({"ONESTOP_LANG": "fr"})
 
 
 def test_figures_get_names_only_for_units_the_registry_names():

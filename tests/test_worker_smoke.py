@@ -362,9 +362,13 @@ def test_kill9_mid_stream_then_restart_gives_exact_tallies(kafka_bootstrap: str,
 
     # A clean restart rebuilds the very same figures from the table alone.
     w2.stop()
-    w3 = worker_factory("w1", store=store, port=w.web_port)
+    w3 = worker_factory("w1", store=store, port=w.web_port, ONESTOP_LANG="en")  # the setting: English by default
     w3.wait_ready(timeout=60)
     assert tally_part(samples(w3.metrics_text())) == before
+    for path in ("/api/units/U1/dossiers.csv?state=within", "/api/units/U1/at-risk.csv?period=month:2026-03"):
+        status, body = w3.get(path)
+        assert status == 200 and body.decode("utf-8-sig").startswith("Dossier code,"), (path, body[:80])
+        assert w3.get(path + "&lang=vi")[1].decode("utf-8-sig").startswith("Mã hồ sơ,")
 
 
 def latest_by_key(bootstrap: str, topic: str) -> dict[bytes, bytes]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models.i18n import LANGS
 from streams.runtime.security import PROTOCOLS as KAFKA_PROTOCOLS
 from streams.runtime.security import SASL_MECHANISMS
 
@@ -96,6 +97,9 @@ class WorkerSettings:
     # The national portal's published figures (docs/reconcile.md): a saved response or CSV, or a directory of them,
     # exported apart from ours as onestop_official_* (streams.serve.risk); re-read when a file's mtime changes.
     official_figures: Path | None = None
+    # Language of what the worker writes for people when a request does not ask (`?lang=`): CSV headers, states and
+    # unit names in the read API and /figures. "vi" (the default) or "en" (models/catalogue/messages.yaml).
+    lang: str = "vi"
     log_level: str = "info"
     # Remove group members that advertise this worker's own URL before joining (see streams.worker).
     evict_stale_members: bool = True
@@ -124,6 +128,8 @@ class WorkerSettings:
             raise ValueError(f"schedule_store must be one of {STORES}, got {self.schedule_store!r}")
         if self.processing_guarantee not in GUARANTEES:
             raise ValueError(f"processing_guarantee must be one of {GUARANTEES}, got {self.processing_guarantee!r}")
+        if self.lang not in LANGS:
+            raise ValueError(f"lang must be one of {LANGS}, got {self.lang!r}")
         if self.partitions < 1 or self.reference_partitions < 1:
             raise ValueError("partition counts must be >= 1")
         if self.standby_replicas < 0:

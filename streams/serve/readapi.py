@@ -19,6 +19,7 @@ from streams.runtime.clock import parse_instant
 from streams.serve.metrics import CONTENT_TYPE_LATEST, render
 from streams.runtime.tallies import current_periods
 from streams.runtime.security import SecurityConfigError, api_token, bearer_ok
+from models.i18n import DEFAULT_LANG
 from streams.serve.units import listing_csv, name_figures, parse_lang, unit_name, unit_registry
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
@@ -129,6 +130,7 @@ def register(app: Any, runtime: Any, registry: Any, figures_extensions: Any = ()
     settings = runtime.settings
     token = api_token(settings)
     guard_metrics = bool(getattr(settings, "metrics_require_token", False))
+    default_lang = getattr(settings, "lang", DEFAULT_LANG)
     if guard_metrics and not token:
         raise SecurityConfigError("metrics_require_token needs api_token or api_token_file")
 
@@ -162,7 +164,7 @@ def register(app: Any, runtime: Any, registry: Any, figures_extensions: Any = ()
             states = parse_states(q.get("state"))
             page = parse_int(q.get("page"), "page", 1, 1, 10**6)
             size = parse_int(q.get("page_size"), "page_size", 100, 1, MAX_PAGE_SIZE)
-            lang = parse_lang(q.get("lang"))
+            lang = parse_lang(q.get("lang"), default_lang)
         except ValueError as exc:
             return error(self, 400, str(exc))
         items = await unit_dossiers(runtime, unit, states, lang)
@@ -177,7 +179,7 @@ def register(app: Any, runtime: Any, registry: Any, figures_extensions: Any = ()
             return denied
         try:
             states = parse_states(request.query.get("state"))
-            lang = parse_lang(request.query.get("lang"))
+            lang = parse_lang(request.query.get("lang"), default_lang)
         except ValueError as exc:
             return error(self, 400, str(exc))
         items = await unit_dossiers(runtime, unit, states, lang)
@@ -193,7 +195,7 @@ def register(app: Any, runtime: Any, registry: Any, figures_extensions: Any = ()
         tallies = runtime.all_tallies()
         try:
             doc = runtime.processor.figures(tallies, period, now)
-            lang = parse_lang(request.query.get("lang"))
+            lang = parse_lang(request.query.get("lang"), default_lang)
         except ValueError as exc:
             return error(self, 400, str(exc))
         for extend in figures_extensions:

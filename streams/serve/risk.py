@@ -33,12 +33,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from models.at_risk import forecast_from_tallies, risk_records, risk_sums
 from models.dossier import decode_state
 from models.evaluation import View, evaluate
-from models.i18n import LANGS, csv_bytes, t
+from models.i18n import DEFAULT_LANG, csv_bytes, t
 from models.reconcile import OfficialRecord, ReconcileError, load_official
 from models.tally import parse_period, unit_period_tallies
 from streams.runtime.security import api_token, bearer_ok
 from streams.runtime.tallies import current_periods
 from streams.serve.readapi import MAX_PAGE_SIZE, BadRequest, parse_int
+from streams.serve.units import parse_lang
 
 __all__ = ["CSV_COLUMNS", "SCAN_MAX_AGE", "OfficialFigures", "RiskCollector", "RiskService", "register"]
 
@@ -392,12 +393,10 @@ def register(app: Any, runtime: Any, registry: Any) -> RiskService:
     async def at_risk_csv(self: web.View, request: web.Request, unit: str) -> Response:
         if (denied := refused(request)) is not None:
             return denied
-        lang = request.query.get("lang") or "vi"
         try:
             period = _period(request.query.get("period"), runtime.now())
-            if lang not in LANGS:
-                raise BadRequest(f"lang must be one of {', '.join(LANGS)}")
-        except BadRequest as exc:
+            lang = parse_lang(request.query.get("lang"), getattr(runtime.settings, "lang", DEFAULT_LANG))
+        except ValueError as exc:  # BadRequest is a ValueError
             return _json({"error": str(exc)}, 400)
         _at, records = await service.unit_records(unit, period)
         body = csv_bytes([h for _k, h in CSV_COLUMNS], csv_rows(records, lang), lang)

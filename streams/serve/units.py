@@ -14,7 +14,6 @@ named by its code, so that a join never drops it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -24,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from models.i18n import DEFAULT_LANG, LANGS, csv_bytes, has, t
 from models.units import UnitRegistry
 
-__all__ = ["INFO_LABELS", "LISTING_COLUMNS", "UnitInfoCollector", "default_lang", "info_rows", "listing_csv",
+__all__ = ["INFO_LABELS", "LISTING_COLUMNS", "UnitInfoCollector", "info_rows", "listing_csv",
            "name_figures", "parse_lang", "unit_name", "unit_registry"]
 
 log = logging.getLogger(__name__)
@@ -32,12 +31,6 @@ log = logging.getLogger(__name__)
 INFO_METRIC = "onestop_unit_info"
 INFO_LABELS = ("unit", "name", "name_en", "level", "province", "parent")
 _EMPTY = UnitRegistry()
-
-
-def default_lang() -> str:
-    """The language of what the worker writes for people (``ONESTOP_LANG``: ``vi``, the default, or ``en``)."""
-    lang = (os.environ.get("ONESTOP_LANG") or DEFAULT_LANG).strip().lower()
-    return lang if lang in LANGS else DEFAULT_LANG
 
 
 def unit_registry(runtime: Any) -> UnitRegistry:
@@ -128,10 +121,11 @@ LISTING_COLUMNS = (("dossier_code", "csv.dossier_code"), ("procedure_code", "csv
                    ("overdue_working_hours", "csv.overdue_working_hours"), ("state", "csv.state"))
 
 
-def parse_lang(raw: str | None) -> str:
-    """``?lang=`` of a request: ``vi`` or ``en``, else the worker's default; ValueError for any other value."""
+def parse_lang(raw: str | None, default: str = DEFAULT_LANG) -> str:
+    """``?lang=`` of a request: ``vi`` or ``en``, else the worker's default (setting ``lang``, ``ONESTOP_LANG``);
+    ValueError for any other value."""
     if not raw:
-        return default_lang()
+        return default
     if raw not in LANGS:
         raise ValueError(f"lang must be one of {', '.join(LANGS)}; got {raw!r}")
     return raw
