@@ -453,7 +453,7 @@ def _band_doc(band: Mapping | None) -> dict | None:
 
 
 def _scenario(p: _Prepared, tallies: Mapping[str, float], level: str | None, moved: float,
-              affected: list[Indicator]) -> dict:
+              affected: list[Indicator], delta: Mapping[str, float]) -> dict:
     doc = score_unit(tallies, level, p.catalogue, p.on)
     ind = doc["indicators"]
     return {
@@ -463,6 +463,9 @@ def _scenario(p: _Prepared, tallies: Mapping[str, float], level: str | None, mov
         "score_2_1": ind.get("2.1", {}).get("score"),
         "indicators": {i.id: ind[i.id]["score"] for i in affected if i.id in ind},
         "late_added": moved,
+        # Per indicator, how many dossiers (expected, for current_rate) the scenario takes out of its numerator:
+        # what the worker exports so that Prometheus rebuilds every affected indicator's score, not 2.1 alone.
+        "numerator_removed": {i.id: -combine(i.numerator, delta) + 0.0 for i in affected if i.id in ind},
     }
 
 
@@ -497,9 +500,9 @@ def _forecast(p: _Prepared) -> dict:
             "level": level,
             "province": province,
             "dossiers_at_risk": s["n"],
-            "on_time_all": _scenario(p, tallies, level, 0, affected),
-            "due_soon_late": _scenario(p, _added(tallies, s["soon"]), level, s["n_soon"], affected),
-            "current_rate": _scenario(p, _added(tallies, s["rate"]), level, s["n_rate"], affected),
+            "on_time_all": _scenario(p, tallies, level, 0, affected, {}),
+            "due_soon_late": _scenario(p, _added(tallies, s["soon"]), level, s["n_soon"], affected, s["soon"]),
+            "current_rate": _scenario(p, _added(tallies, s["rate"]), level, s["n_rate"], affected, s["rate"]),
             "method": METHOD,
         }
 

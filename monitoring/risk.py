@@ -18,13 +18,12 @@ from monitoring import texts
 from monitoring.config import MixinConfig
 from monitoring.rules import PROVINCE, UNIT, Level, fmt, indicators_in_force
 
-__all__ = ["UNIT_INFO", "AT_RISK_INDICATORS", "FORECAST_INDICATOR", "SCENARIOS", "names_group", "risk_group",
+__all__ = ["UNIT_INFO", "AT_RISK_INDICATORS", "SCENARIOS", "names_group", "risk_group",
            "risk_alerts", "points_at_risk", "forecast_total", "official_difference"]
 
 UNIT_INFO = "unit:onestop_unit_info:max"
 #: Indicators whose numerator a dossier ending late leaves (2.1 on time; 5.4 on time and not dissatisfied).
 AT_RISK_INDICATORS = ("2.1", "5.4")
-FORECAST_INDICATOR = "2.1"
 #: ``on_time_all`` is today's figure (every open dossier ends by its due); the others come from the workers.
 SCENARIOS = ("on_time_all", "due_soon_late", "current_rate")
 MONTH = 'period="month"'
@@ -87,35 +86,41 @@ def _at_risk_rules(config: MixinConfig, level: Level, catalogue: Catalogue) -> l
 
 
 def _forecast_rules(config: MixinConfig, level: Level, catalogue: Catalogue) -> list[dict]:
-    inds = _indicators(catalogue, (FORECAST_INDICATOR,))
+    """Each scenario's score of every indicator a late end moves (2.1 and 5.4), from today's numerator less the
+    dossiers the worker says the scenario takes out of it; the total replaces today's scores of those indicators by
+    the scenario's, as ``models.at_risk`` does."""
+    inds = _indicators(catalogue, AT_RISK_INDICATORS)
     if not inds:
         return []
-    ind = inds[0]
     p = level.prefix
     by = ", ".join(b for b in level.by if b != "period")
     key = level.by[0]
     late = f"{p}:onestop_forecast_late_dossiers:sum"
     src = (f"onestop_forecast_late_dossiers{{{config.worker_selector}}}" if level is UNIT
            else 'unit:onestop_forecast_late_dossiers:sum{province!=""}')
-    sel = f'{{{MONTH}, indicator="{ind.id}"}}'
-    score_now = f"{p}:onestop_index766_indicator:score{sel}"
-    num = f"{p}:onestop_index766_indicator:numerator{sel}"
     fc = f"{p}:onestop_index766_forecast:score"
-    labels = {"indicator": ind.id}
-    m, t = fmt(ind.max_points), fmt(ind.threshold)
-    den = f"{p}:onestop_index766_indicator:denominator{sel}"
+    rules = [{"record": late, "expr": f"sum by ({by}, indicator, scenario) ({src})"}]
+    for ind in inds:
+        sel = f'{{{MONTH}, indicator="{ind.id}"}}'
+        score_now = f"{p}:onestop_index766_indicator:score{sel}"
+        num = f"{p}:onestop_index766_indicator:numerator{sel}"
+        den = f"{p}:onestop_index766_indicator:denominator{sel}"
+        m, t = fmt(ind.max_points), fmt(ind.threshold)
+        labels = {"indicator": ind.id}
+        rules += [
+            {"record": fc, "labels": {**labels, "scenario": "on_time_all"}, "expr": f"max by ({by}) ({score_now})"},
+            {"record": fc, "labels": labels,
+             "expr": f"clamp_max(clamp_min(\n  {m} * (-{late}{{indicator=\"{ind.id}\"}} + on ({key}) group_left () {num})\n"
+                     f"  / on ({key}) group_left () ({den} > 0) / {t},\n0), {m})"},
+        ]
     scale = fmt(catalogue.max_points)
-    return [
-        {"record": late, "expr": f"sum by ({by}, scenario) ({src})"},
-        {"record": fc, "labels": {**labels, "scenario": "on_time_all"}, "expr": f"max by ({by}) ({score_now})"},
-        {"record": fc, "labels": labels,
-         "expr": f"clamp_max(clamp_min(\n  {m} * (-{late} + on ({key}) group_left () {num})\n"
-                 f"  / on ({key}) group_left () ({den} > 0) / {t},\n0), {m})"},
-        {"record": forecast_total(level),
-         "expr": f"max by ({by}, scenario) (\n  (\n    {fc}\n    - on ({key}) group_left () {score_now}\n"
-                 f"    + on ({key}) group_left () {p}:onestop_index766_total:score{{{MONTH}}}\n  )\n"
-                 f"  * {scale} / on ({key}) group_left () ({p}:onestop_index766_total:max_points_known{{{MONTH}}} > 0)\n)"},
-    ]
+    rules.append({
+        "record": forecast_total(level),
+        "expr": f"max by ({by}, scenario) (\n  (\n    sum by ({by}, scenario) (\n      {fc}\n"
+                f"      - on ({key}, indicator) group_left () {p}:onestop_index766_indicator:score{{{MONTH}}}\n    )\n"
+                f"    + on ({key}) group_left () {p}:onestop_index766_total:score{{{MONTH}}}\n  )\n"
+                f"  * {scale} / on ({key}) group_left () ({p}:onestop_index766_total:max_points_known{{{MONTH}}} > 0)\n)"})
+    return rules
 
 
 def _official_rules(config: MixinConfig) -> list[dict]:

@@ -194,6 +194,30 @@ def test_forecast_scenarios_on_the_must_show_unit():
     assert f["provinces"]["T01"]["due_soon_late"]["score_2_1"] == pytest.approx(8.0)
 
 
+def test_forecast_counts_the_worker_exports_rebuild_every_moved_indicator():
+    """What Prometheus does with ``numerator_removed`` (monitoring/risk.py: each moved indicator's score from
+    today's numerator less the removed dossiers, then the total with those scores replaced) gives the document's
+    estimate: 2.1 and 5.4 both move, not 2.1 alone."""
+    from models.index766 import load_catalogue
+
+    rep, ctx = run(must_show(due="2026-03-11 10:00"))
+    u = forecast(rep.states.values(), ctx, PERIOD, AT)["units"]["T01.S01"]
+    assert u["due_soon_late"]["numerator_removed"] == {"2.1": 1.0, "5.4": 1.0}
+    assert u["current_rate"]["numerator_removed"] == {"2.1": 0.5, "5.4": 0.5}
+    assert u["on_time_all"]["numerator_removed"] == {"2.1": 0.0, "5.4": 0.0}
+    inds = {i.id: i for i in load_catalogue().indicators}
+    today = u["on_time_all"]
+    nums = {"2.1": 3, "5.4": 3}  # 3 of 5 on time; 2 late or dissatisfied of 5
+    for scenario in ("due_soon_late", "current_rate"):
+        b = u[scenario]
+        rebuilt = {i: min(inds[i].max_points, inds[i].max_points * (nums[i] - n) / 5 / inds[i].threshold)
+                   for i, n in b["numerator_removed"].items()}
+        assert rebuilt == pytest.approx(b["indicators"])
+        moved = sum(rebuilt[i] - today["indicators"][i] for i in rebuilt)
+        known = today["total"] * 100 / today["total_estimated"]
+        assert (today["total"] + moved) * 100 / known == pytest.approx(b["total_estimated"])
+
+
 def test_forecast_with_nothing_ended_uses_rate_zero():
     rep, ctx = run(open_("D-1") + open_("D-2"))
     u = forecast(rep.states.values(), ctx, PERIOD, AT)["units"]["T01.S01"]

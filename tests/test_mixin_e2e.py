@@ -96,7 +96,8 @@ class _ContractStandIn(LoopbackServer):
                     lines += [f'{family}{{{where},indicator="{i}",horizon="{h}"}} 1'
                               for i in ("2.1", "5.4") for h in ("all", "next_working_day")]
                 elif family == "onestop_forecast_late_dossiers":
-                    lines += [f'{family}{{{where},scenario="{sc}"}} 1' for sc in ("due_soon_late", "current_rate")]
+                    lines += [f'{family}{{{where},indicator="{i}",scenario="{sc}"}} 1'
+                              for i in ("2.1", "5.4") for sc in ("due_soon_late", "current_rate")]
                 else:
                     lines.append(f'{family}{{unit="{unit}",indicator="2.1",period="month"}} 1')
         self.page[0] = ("\n".join(lines) + "\n").encode()

@@ -118,10 +118,14 @@ def test_worker_at_risk_equals_the_batch_oracle(worker, oracle):
     wait_for(lambda: at_risk_gauges(worker.metrics_text()) == expected, timeout=60, interval=1.0,
              what="onestop_dossiers_at_risk equal to the oracle's counts")
     families = {f.name: f for f in text_string_to_metric_families(worker.metrics_text())}
-    late = {(s.labels["unit"], s.labels["scenario"]): s.value for s in families["onestop_forecast_late_dossiers"].samples}
+    late = {(s.labels["unit"], s.labels["indicator"], s.labels["scenario"]): s.value
+            for s in families["onestop_forecast_late_dossiers"].samples}
     for u, block in oracle["forecast"]["units"].items():
-        assert late[(u, "due_soon_late")] == block["due_soon_late"]["late_added"]
-        assert late[(u, "current_rate")] == pytest.approx(block["current_rate"]["late_added"])
+        for scenario in ("due_soon_late", "current_rate"):
+            removed = block[scenario]["numerator_removed"]
+            assert "2.1" in removed and removed["2.1"] == pytest.approx(block[scenario]["late_added"])
+            for ind, n in removed.items():
+                assert late[(u, ind, scenario)] == pytest.approx(n)
     official = {(s.labels["unit"], s.labels["indicator"], s.labels["period"]): s.value
                 for s in families["onestop_official_denominator"].samples}
     assert official[("T99.S02", "2.1", "month")] == 23  # the portal's, beside our 20 (never overwritten)

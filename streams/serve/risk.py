@@ -254,9 +254,11 @@ class RiskCollector:
             labels=["unit", "province", "level", "indicator", "horizon"])
         late = GaugeMetricFamily(
             "onestop_forecast_late_dossiers",
-            "Dossiers that would end late by the end of the current month beyond those already late: the open "
-            "due-soon ones (due_soon_late) or the expected number at each procedure's lateness rate (current_rate).",
-            labels=["unit", "province", "level", "scenario"])
+            "Dossiers that would end late by the end of the current month beyond those already late, the open "
+            "due-soon ones (due_soon_late) or the expected number at each procedure's lateness rate (current_rate), "
+            "counted per indicator as those their late end takes out of its numerator (for 5.4: not already "
+            "dissatisfied).",
+            labels=["unit", "province", "level", "indicator", "scenario"])
         if scan is not None:
             counts: dict[tuple[str, str, str], int] = {}
             by_level: dict[str, set[str]] = {}
@@ -273,7 +275,8 @@ class RiskCollector:
                     for horizon in HORIZONS:
                         at_risk.add_metric([*labels, ind, horizon], counts.pop((unit, ind, horizon), 0))
                 for scenario in SCENARIOS:
-                    late.add_metric([*labels, scenario], float(block[scenario]["late_added"]))
+                    for ind, n in sorted(block[scenario]["numerator_removed"].items()):
+                        late.add_metric([*labels, ind, scenario], float(n))
             for (unit, ind, horizon), n in sorted(counts.items()):  # a unit without tallies here (not expected)
                 at_risk.add_metric([*self._labels(unit, cache), ind, horizon], n)
         yield at_risk
