@@ -318,7 +318,8 @@ def _record(c: _Candidate, p: _Prepared) -> dict:
 
 
 def _sorted(records: list[dict]) -> list[dict]:
-    return sorted(records, key=lambda r: (-r["points"], r["due_at_sort"], r["dossier"]))
+    # Points rounded first: 20/7 reached by two sums differs in the last bits, and equal points go by due.
+    return sorted(records, key=lambda r: (-round(r["points"], 9), r["due_at_sort"], r["dossier"]))
 
 
 def _records(p: _Prepared) -> list[dict]:

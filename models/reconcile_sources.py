@@ -19,6 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from .calendar import TZ
 from .index766 import Catalogue, load_catalogue
 
 __all__ = [
@@ -350,9 +351,14 @@ def parse_official_csv(text: str, source: str = "<csv>", catalogue: Catalogue | 
     folded = [_fold(h) for h in header]
     cols: dict[str, int] = {}
     for name, accepted in CSV_COLUMNS.items():
-        for n, h in enumerate(folded):
-            if h in accepted and name not in cols:
-                cols[name] = n
+        # By the order of the accepted names, not of the columns: "Mã đơn vị" is the code even when a "Đơn vị"
+        # column (the name, in the portal's exports) comes first.
+        for wanted in accepted:
+            if wanted in folded and folded.index(wanted) not in cols.values():
+                cols[name] = folded.index(wanted)
+                break
+    if "unit_name" not in cols and "don_vi" in folded and cols.get("unit") != folded.index("don_vi"):
+        cols["unit_name"] = folded.index("don_vi")  # a bare "Đơn vị" beside a code column is the unit's name
     missing = [c for c in ("unit", "indicator") if c not in cols]
     if missing or not {"numerator", "denominator", "score"} & cols.keys():
         raise ReconcileError(
@@ -394,7 +400,11 @@ def load_official(path: str | Path, unit_map: Mapping[str, str] | None = None,
         raw = p.read_bytes()
     except OSError as exc:
         raise ReconcileError(f"{p}: cannot read / không đọc được: {exc.strerror or exc}") from None
-    text = raw.decode("utf-8-sig", errors="strict") if raw else ""
+    try:
+        text = raw.decode("utf-8-sig", errors="strict") if raw else ""
+    except UnicodeDecodeError as exc:
+        raise ReconcileError(f"{p}: not UTF-8 (byte {exc.start}); save it as UTF-8 / không phải UTF-8 (byte "
+                             f"{exc.start}); hãy lưu tệp với mã hóa UTF-8") from None
     if p.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
             doc = json.loads(text)
@@ -406,5 +416,14 @@ def load_official(path: str | Path, unit_map: Mapping[str, str] | None = None,
 
 def official_fetched_at(records: Iterable[OfficialRecord]) -> datetime | None:
     """The latest instant the saved responses were fetched at: the instant our figures should be judged at."""
-    times = [datetime.fromisoformat(r.fetched_at) for r in records if r.fetched_at]
+    times = []
+    for r in records:
+        if not r.fetched_at:
+            continue
+        try:
+            t = datetime.fromisoformat(r.fetched_at)
+        except (TypeError, ValueError):
+            raise ReconcileError(f"{r.source}: fetched_at {str(r.fetched_at)[:40]!r} is not an ISO 8601 instant / "
+                                 "fetched_at không phải thời điểm ISO 8601") from None
+        times.append(t if t.tzinfo else t.replace(tzinfo=TZ))  # a saved time without an offset is Vietnam time
     return max(times) if times else None

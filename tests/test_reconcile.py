@@ -123,6 +123,11 @@ CSV_CASES = [
     ("English headers, ',' and an API code",
      "unit_code,indicator,numerator,denominator,score\nT99.X005,DOSSIER_RECEIVING_SATISFACTION,3,3,6\n",
      {"unit": "T99.X005", "indicator": "5.4", "numerator": 3, "denominator": 3, "score": 6}),
+    ("the portal's export: the name column 'Đơn vị' before the code column",
+     "Đơn vị;Mã đơn vị;Chỉ số;Tử số;Mẫu số\nSở Tài chính;T99.S04;2.1;15;16\n",
+     {"unit": "T99.S04", "unit_name": "Sở Tài chính", "indicator": "2.1", "numerator": 15, "denominator": 16}),
+    ("a bare 'Đơn vị' is the code when no code column exists",
+     "Đơn vị,Chỉ số,Tử số\nT99.S04,2.1,15\n", {"unit": "T99.S04", "unit_name": None, "numerator": 15}),
     ("a group code and the total, no counts",
      "Mã cơ quan\tMã chỉ số\tĐiểm\nT99\tTDGQ\t17.88\nT99\tTổng\t61,5\n",
      {"unit": "T99", "indicator": "TDGQ", "numerator": None, "score": 17.88}),
@@ -157,6 +162,20 @@ def test_bad_inputs_are_refused_with_both_languages():
         parse_official_csv("a,b\n1,2\n")
     with pytest.raises(ReconcileError, match="không phải là số"):
         parse_official_csv("unit,indicator,numerator\nT99,2.1,abc\n")
+
+
+def test_unreadable_files_are_refused_with_the_reason(tmp_path):
+    latin = tmp_path / "cp1258.csv"
+    latin.write_bytes("Mã đơn vị;Chỉ số;Tử số\nT99;2.1;3\n".encode("cp1258", errors="replace"))  # a Windows export
+    with pytest.raises(ReconcileError, match="UTF-8"):
+        load_official(latin)
+    for bad in ("10/03/2026 16:05", 20260310):
+        rec = OfficialRecord(unit="T99", indicator="2.1", numerator=1, denominator=2, fetched_at=bad, source="s.json")
+        with pytest.raises(ReconcileError, match="fetched_at"):
+            official_fetched_at([rec])
+    naive = OfficialRecord(unit="T99", indicator="2.1", fetched_at="2026-03-10T16:05:00")
+    aware = OfficialRecord(unit="T99", indicator="2.1", fetched_at="2026-03-10T09:06:00+00:00")
+    assert official_fetched_at([naive, aware]) == datetime.fromisoformat("2026-03-10T16:06:00+07:00")
 
 
 def test_period_mismatch_is_refused(ours):

@@ -110,6 +110,9 @@ def test_official_figures_are_read_again_when_the_file_changes(tmp_path):
     (tmp_path / "extra.csv").write_text("not,a,portal,file\n", encoding="utf-8")
     os.utime(tmp_path / "extra.csv", ns=(1, 1))
     assert not official.refresh() and len(official.records) == n + 1  # a broken file keeps what was loaded
+    (tmp_path / "extra.csv").write_bytes("Mã đơn vị;Chỉ số;Tử số\nT99;2.1;3\n".encode("cp1258", errors="replace"))
+    assert not official.refresh() and len(official.records) == n + 1  # not UTF-8: the same, and no exception
+    assert not official.refresh()  # and not read again until it changes
 
 
 def test_official_families_never_carry_our_figures(tmp_path):

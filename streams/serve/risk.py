@@ -34,7 +34,7 @@ from models.at_risk import forecast_from_tallies, risk_records, risk_sums
 from models.dossier import decode_state
 from models.evaluation import View, evaluate
 from models.i18n import DEFAULT_LANG, csv_bytes, t
-from models.reconcile import OfficialRecord, ReconcileError, load_official
+from models.reconcile import OfficialRecord, load_official
 from models.tally import parse_period, unit_period_tallies
 from streams.runtime.security import api_token, bearer_ok
 from streams.runtime.tallies import current_periods
@@ -210,7 +210,7 @@ class OfficialFigures:
         try:
             for f in files:
                 records += load_official(f)
-        except ReconcileError as exc:
+        except Exception as exc:  # ReconcileError, or a defect: never let a file break the scrape or the start
             log.warning("official figures not (re)loaded / số liệu chính thức không được nạp: %s", exc)
             self._signature = signature  # retried once the file changes again
             return False
