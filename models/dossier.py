@@ -94,6 +94,9 @@ class DossierState(Struct):
     payment_requested: dict[bytes, datetime] = {}
     payment_completed: dict[bytes, datetime] = {}
     paid_online: bool = False
+    # Any reception of the dossier said it bears a fee. A fact that only grows: senders of full snapshots (DVCQG
+    # sync) state the fee once it is known, so receptions of one dossier may differ in it (only one is kept).
+    fee_declared: bool = False
     withdrawal_requested_at: datetime | None = None
     withdrawn_at: datetime | None = None
     stopped_at: datetime | None = None
@@ -333,6 +336,7 @@ def _merge_reception(s: DossierState, event: ev.Event, kd: bytes, ctx: Context) 
 
 
 def _merge_reception_flags(s: DossierState, d) -> None:
+    s.fee_declared = s.fee_declared or d.has_fee
     s.digitized = s.digitized or d.has_digitized_components
     s.population_db = s.population_db or d.vneid_authenticated
     if d.submitted_at is not None:

@@ -15,6 +15,7 @@ import yaml
 from msgspec import Meta, Struct
 
 from .dvcqg_fields import absent, as_code, normalize_name
+from .events import TIME_LIMIT_VALUE_MAX
 
 Code = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
 Source = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")]
@@ -23,7 +24,7 @@ LimitUnit = Literal["hour", "day", "working_day", "month"]
 
 
 class Limit(Struct, forbid_unknown_fields=True):
-    value: Annotated[float, Meta(gt=0, le=3650)]
+    value: Annotated[float, Meta(gt=0, le=TIME_LIMIT_VALUE_MAX)]
     unit: LimitUnit
 
 

@@ -30,6 +30,8 @@ MAX_DEADLINE_SPAN = timedelta(days=3653)
 """Longest span from reception (or a previous due date) to a due date. Real limits are days to months; a deadline
 decades ahead is a publisher's error, costs seconds of calendar work, and past 2100 has no calendar at all."""
 MAX_TIME_LIMIT = {"hour": 3650, "working_day": 2500, "day": 3653, "month": 120}
+#: The schema's bound on any time limit's value, whatever its unit (ten years of days is 3653, still refused).
+TIME_LIMIT_VALUE_MAX = 3650
 """The same ten years as a published time limit, per unit (2,500 working days is a little over ten years)."""
 """Clock skew tolerated between the systems that stamp one dossier's steps before a timeline counts as impossible."""
 
@@ -53,7 +55,7 @@ OnlineServiceLevel = Literal["full", "partial", "none"]
 class TimeLimit(Struct, forbid_unknown_fields=True):
     """Thời hạn giải quyết: the procedure's time limit as published, with its unit."""
 
-    value: Annotated[float, Meta(gt=0, le=3650)]
+    value: Annotated[float, Meta(gt=0, le=TIME_LIMIT_VALUE_MAX)]
     unit: Literal["hour", "day", "working_day", "month"]
 
 

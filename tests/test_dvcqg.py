@@ -185,6 +185,25 @@ def test_no_unit_at_all_is_rejected():
 # ---------------------------------------------------------------------------------------------------------------
 # facts
 
+@pytest.mark.parametrize("before, after", [
+    ({"DuocThanhToanTrucTuyen": "0"}, {"TrangThaiHoSo": "4", "DuocThanhToanTrucTuyen": "1"}),  # paid online later
+    ({"TrangThaiHoSo": "2"}, {"TrangThaiHoSo": "6", "DanhSachLePhi": [{"Gia": "50000"}]}),  # the fee known later
+])
+def test_a_fee_known_only_in_a_later_body_still_counts(before, after):
+    """Two snapshots give two receptions at the same instant; whichever the state keeps, the dossier bears a fee
+    (20 dossiers: the kept reception depends on each one's event ids)."""
+    bodies = []
+    for i in range(20):
+        code = f"000.00.12.H40-260605-{i:04d}"
+        bodies += [[record(MaHoSo=code, **before)], [record(MaHoSo=code, **after)]]
+    lines = [event_to_json(e) for b in bodies for e in one(b).events]
+    for order in (lines, lines[::-1]):
+        rep = replay(list(enumerate(order, 1)), CTX)
+        views = [evaluate(s, CTX) for s in rep.states.values()]
+        assert len(views) == 20 and all(v.has_fee for v in views)
+        assert {v.paid_online for v in views} == {"DuocThanhToanTrucTuyen" in after}
+
+
 def test_the_end_of_processing_is_never_the_status_alone():
     conv = one([record(TrangThaiHoSo="9")])
     assert "processed" not in kinds(conv) and conv.warnings
@@ -196,6 +215,16 @@ def test_the_end_of_processing_is_never_the_status_alone():
 def test_ngay_ket_thuc_xu_ly_ends_the_clock_as_the_status_says(status, kind, field):
     conv = one([record(TrangThaiHoSo=status, NgayKetThucXuLy="20260610100000")])
     assert of_kind(conv, kind) and of_kind(conv, kind)[0][field] == "2026-06-10T10:00:00+07:00"
+
+
+@pytest.mark.parametrize("value, unit, kept", [("3650", "Ngày", True), ("3653", "Ngày", False), ("3651", "Giờ", False),
+                                               ("120", "Tháng", True), ("121", "Tháng", False)])
+def test_time_limits_the_contract_refuses_are_left_out_not_published(value, unit, kept):
+    conv = one([record(ThoiGianThucHien=value, DonViTinh=unit)])
+    (received,) = of_kind(conv, "received")
+    assert ("time_limit" in received) == kept
+    for e in conv.events:
+        decode_event(event_to_json(e))  # every event the converter writes passes `onestop validate`
 
 
 def test_refusal_at_reception_is_not_a_reception():

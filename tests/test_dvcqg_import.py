@@ -6,6 +6,8 @@ import asyncio
 import json
 import subprocess
 import sys
+
+import pytest
 from types import SimpleNamespace
 
 from models.dvcqg import load_profile
@@ -67,12 +69,26 @@ def test_a_bad_profile_is_refused_before_anything_is_read(tmp_path):
 # the shared helper (streams.runtime.sync_agent), broker replaced by a recorder
 
 class Recorder:
-    def __init__(self):
+    """Records what is sent; like Faust's topic, ``send`` returns the future of the broker's acknowledgement."""
+
+    def __init__(self, refuse: bool = False):
         self.sent = []
+        self.refuse = refuse
+        self.acked = 0
 
     async def send(self, *, key, value, headers=None, force=False):
         assert force
         self.sent.append((key, value, headers or {}))
+        ack = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(self._resolve, ack)
+        return ack
+
+    def _resolve(self, ack):
+        if self.refuse:
+            ack.set_exception(RuntimeError("broker refused"))
+        else:
+            self.acked += 1
+            ack.set_result(None)
 
 
 def ingest_all(lines, **kw):
@@ -98,6 +114,32 @@ def test_the_helper_produces_keyed_events_and_redacted_dead_letters():
         assert (value == b"") == ("x-value-dropped" in headers)
     assert [o.body_error[0] for o in outcomes if o.body_error] == ["dvcqg_bad_body"] * 3
     assert {h["x-record-index"] for _k, _v, h in dlq if "x-record-index" in h} == {b"0", b"1", b"2"}
+
+
+def test_the_helper_returns_only_once_the_broker_acknowledged_every_record():
+    lines = [raw for _n, raw in iter_lines(str(EDGE))]
+    events, dlq = Recorder(), Recorder()
+    runtime = SimpleNamespace(dlq_topic=dlq, health=SimpleNamespace(reject=lambda _r: None))
+    helper = SyncIngest(runtime, events, PROFILE)
+
+    async def run_all():
+        for raw in lines:
+            await helper.ingest(raw, origin={"x-source-http": "test"})
+            assert events.acked == len(events.sent) and dlq.acked == len(dlq.sent)  # before the answer
+
+    asyncio.run(run_all())
+    assert events.sent and dlq.sent
+    # A broker that refuses: the failure reaches the caller (the HTTP path answers "-5": send again).
+    refusing = SyncIngest(SimpleNamespace(dlq_topic=Recorder(refuse=True), health=runtime.health),
+                          Recorder(refuse=True), PROFILE)
+    good = next(raw for raw in lines if helper_events(raw))
+    with pytest.raises(RuntimeError, match="broker refused"):
+        asyncio.run(refusing.ingest(good, origin={"x-source-http": "test"}))
+
+
+def helper_events(raw: bytes) -> int:
+    _outcomes, events, _dlq, _rej = ingest_all([raw])
+    return len(events)
 
 
 def test_record_headers_take_pairs_or_mappings():

@@ -19,10 +19,11 @@ the key is not read.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,7 @@ class SyncIngest:
         return outcome
 
     async def _produce(self, conv: Conversion, obj: Any, origin: dict[str, str]) -> None:
-        sends = [self.events_topic.send(key=e["subject"].encode(), value=event_to_json(e), force=True)
+        sends = [_acknowledged(self.events_topic.send(key=e["subject"].encode(), value=event_to_json(e), force=True))
                  for e in conv.events]
         records = body_records(obj)
         for index, reason, message in conv.rejected:
@@ -145,8 +146,16 @@ class SyncIngest:
         elif len(value) > DLQ_MAX_VALUE_BYTES:
             headers["x-truncated-value-bytes"] = str(len(value)).encode()
             value = value[:DLQ_MAX_VALUE_BYTES]
-        await self.runtime.dlq_topic.send(key=key.encode() if key else None, value=value, headers=headers,
-                                          force=True)
+        await _acknowledged(self.runtime.dlq_topic.send(key=key.encode() if key else None, value=value,
+                                                        headers=headers, force=True))
+
+
+async def _acknowledged(send: Awaitable[Any]) -> None:
+    """Wait for the broker: Faust's ``send`` hands the record to the producer and returns the future of its
+    acknowledgement, so a sender told "0" must not be answered before that future resolves (or fails into "-5")."""
+    pending = await send
+    if inspect.isawaitable(pending):
+        await pending
 
 
 def _where(origin: Mapping[str, str]) -> str:
