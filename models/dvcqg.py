@@ -144,6 +144,9 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
         except RecordError as exc:
             out.rejected.append((i, exc.reason, exc.message))
             continue
+        except (ValueError, OverflowError, TypeError) as exc:  # a value no field rule foresaw: this record only
+            out.rejected.append((i, "dvcqg_bad_value", f"a value could not be read ({type(exc).__name__})"))
+            continue
         out.events.extend(events)
     return out
 

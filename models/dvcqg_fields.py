@@ -11,6 +11,7 @@ dead-lettered or logged without the applicant's name, identity number, contact d
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -116,10 +117,13 @@ def as_code(value: Any) -> str | None:
     """A code sent as a string or a number (``"10"``, ``10``, ``10.0``, ``" 09 "``): digits lose leading zeros."""
     if absent(value) or isinstance(value, bool):
         return None
-    if isinstance(value, float) and value == int(value):
-        value = int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "<not-finite>"  # 1e400 parses as infinity: a code nobody maps, counted as unknown
+        if value == int(value):
+            value = int(value)
     text = str(value).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" is a digit to str.isdigit, not to int()
         text = str(int(text))
     return text
 
@@ -225,8 +229,9 @@ def _redact_value(key: str, value: Any) -> Any:
         return UNREADABLE
     if key in DATE_FIELDS:
         try:
-            parse_date(value, key)
-            return value
+            # Kept only when it reads as a date; a placeholder year (0001-01-01, but also an identity number such
+            # as 001305121530 read as year 13) becomes "", which converts the same (absent) and keeps nothing.
+            return value if parse_date(value, key) is not None else ""
         except FieldError:
             return UNREADABLE
     if key in SHORT_CODE_FIELDS:

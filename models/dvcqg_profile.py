@@ -76,7 +76,7 @@ class SenderProfile(Struct, frozen=True, forbid_unknown_fields=True):
         table = self.progress_status_map if progress and self.progress_status_map is not None else self.status_map
         if code in table:
             return table[code]
-        return int(code) if code.isdigit() and 1 <= int(code) <= 10 else None
+        return int(code) if code.isascii() and code.isdigit() and 1 <= int(code) <= 10 else None
 
     def unit_for_name(self, name: Any) -> str | None:
         if not isinstance(name, str) or absent(name):

@@ -106,6 +106,18 @@ def test_progress_steps_can_have_their_own_table():
     assert p.national_status("9", progress=True) == 4 and p.national_status("9") == 9
 
 
+@pytest.mark.parametrize("raw", [1e400, "²", "١٢", float("nan")])
+def test_codes_no_table_foresaw_are_counted_never_fatal(raw):
+    conv = one([record(TrangThaiHoSo=raw, KenhThucHien=raw), record(MaHoSo="000.00.12.H40-260605-0101")])
+    assert kinds(conv) == ["received", "received"] and not conv.rejected
+    assert any(k.startswith("TrangThaiHoSo:") for k in conv.unknown_codes)
+
+
+def test_a_date_field_holding_something_else_is_not_kept_in_a_dead_letter():
+    (kept,) = redact_body([record(NgayTiepNhan="001305121530", MaHoSo="")])  # an identity number, year 13
+    assert kept["NgayTiepNhan"] != "001305121530" and kept["NgayHenTra"] == "20260612080000"
+
+
 def test_unknown_status_is_counted_and_the_facts_still_convert():
     conv = one([record(TrangThaiHoSo="42", NgayKetThucXuLy="20260610100000")])
     assert conv.rejected == [] and conv.unknown_codes == {"TrangThaiHoSo:42": 1}
