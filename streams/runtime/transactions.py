@@ -130,14 +130,15 @@ class Transactions:
             await producer.begin_transaction()
             sent = [await producer.send(self.changelog_topic, value, key=key, partition=partition)
                     for key, value in changelog]
-            for key, value in alerts:
-                await producer.send(s.alerts, value, key=key)
-            for key, value, headers in dead:
-                await producer.send(s.dlq, value, key=key, headers=headers)
+            outputs = [await producer.send(s.alerts, value, key=key) for key, value in alerts]
+            outputs += [await producer.send(s.dlq, value, key=key, headers=headers) for key, value, headers in dead]
+            # Every record acknowledged before the commit: aiokafka commits a transaction even when the broker
+            # refused one of its records for good (too large, not authorised), which would lose that output.
+            metas = await asyncio.gather(*sent, *outputs)
+            metas = metas[:len(sent)]
             if offset is not None:
                 await producer.send_offsets_to_transaction({TopicPartition(s.events, partition): offset}, s.app_id)
             await producer.commit_transaction()
-            metas = await asyncio.gather(*sent)
         except ProducerFenced as exc:
             await self._close(partition)
             raise Fenced(str(exc)) from exc

@@ -143,7 +143,8 @@ def run(alertmanager: str, broker: str, *, topic: str, group: str = "onestop-not
 
     fwd = Forwarder(lang=lang, ttl=timedelta(hours=ttl_hours), names=_registry_names(units_file))
     consumer = KafkaConsumer(topic, bootstrap_servers=broker, group_id=group, enable_auto_commit=False,
-                             auto_offset_reset="earliest" if from_beginning else "latest", **(client_config or {}))
+                             auto_offset_reset="earliest" if from_beginning else "latest",
+                             **{"isolation_level": "read_committed", **(client_config or {})})  # committed alerts only
     posted, started, last_resend = 0, time.monotonic(), time.monotonic()
     try:
         while max_seconds is None or time.monotonic() - started < max_seconds:
