@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl
 from .dvcqg_fields import (CODE_RE, VN, FieldError, absent, as_bool, as_code, as_number, counter_label,
                            date_segment, parse_date, redact_body, safe_code)
 from .dvcqg_profile import DEFAULT_PROFILE, ProfileError, SenderProfile, load_profile
-from .events import MAX_DEADLINE_SPAN, MAX_TIME_LIMIT, TIME_LIMIT_VALUE_MAX, TIMELINE_TOLERANCE, make_envelope
+from .events import MAX_DEADLINE_SPAN, MAX_TIME_LIMIT, TIMELINE_TOLERANCE, make_envelope
 
 __all__ = ["SERVICES", "REASONS", "body_records", "code_prefix", "supplement_request_id", "SenderProfile", "DEFAULT_PROFILE", "load_profile", "ProfileError", "BodyError",
            "Conversion", "convert_body", "convert_lines", "redact_body", "event_id"]
@@ -461,8 +461,7 @@ def _limit(record: dict, rec: _Record, procedure: str | None) -> dict | None:
         if unit is None:
             if not absent(raw_unit):
                 rec.unknown("DonViTinh", "<unmapped>")
-        elif (value <= min(MAX_TIME_LIMIT[unit], TIME_LIMIT_VALUE_MAX)
-              and (unit not in ("day", "month") or value == int(value))):
+        elif value <= MAX_TIME_LIMIT[unit] and (unit not in ("day", "month") or value == int(value)):
             return {"value": int(value) if value == int(value) else value, "unit": unit}
         else:
             rec.warn("`ThoiGianThucHien` is not a usable time limit for its unit")

@@ -273,7 +273,8 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
         supplement_requests=len(state.supplement_requested), open_supplement_at=open_supplement, paused=paused,
         payment_hold=payment_hold and end_at is None, apology_in_time=in_time_apology, reschedules=len(state.reschedules),
         # Fee-bearing if any reception said so, or once paid online (a payment made online is a fee's).
-        has_fee=rec.has_fee or state.fee_declared or state.paid_online, paid_online=state.paid_online, paper_result=rec.paper_result, e_result=state.e_result,
+        has_fee=rec.has_fee or state.fee_declared or state.paid_online, paid_online=state.paid_online,
+        paper_result=rec.paper_result, e_result=state.e_result,
         digitized=state.digitized, reused_data=state.reused_data, personal_store=state.personal_store,
         population_db=state.population_db, rated=state.rating is not None,
         satisfied=state.rating[2] if state.rating is not None else None,

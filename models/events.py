@@ -26,14 +26,15 @@ MAX_EVENT_BYTES = 64 * 1024
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 TIMELINE_TOLERANCE = timedelta(minutes=5)
+"""Clock skew tolerated between the systems that stamp one dossier's steps before a timeline counts as impossible."""
 MAX_DEADLINE_SPAN = timedelta(days=3653)
 """Longest span from reception (or a previous due date) to a due date. Real limits are days to months; a deadline
 decades ahead is a publisher's error, costs seconds of calendar work, and past 2100 has no calendar at all."""
-MAX_TIME_LIMIT = {"hour": 3650, "working_day": 2500, "day": 3653, "month": 120}
-#: The schema's bound on any time limit's value, whatever its unit (ten years of days is 3653, still refused).
-TIME_LIMIT_VALUE_MAX = 3650
-"""The same ten years as a published time limit, per unit (2,500 working days is a little over ten years)."""
-"""Clock skew tolerated between the systems that stamp one dossier's steps before a timeline counts as impossible."""
+MAX_TIME_LIMIT = {"hour": 3650, "working_day": 2500, "day": 3650, "month": 120}
+"""The same ten years as a published time limit, per unit (2,500 working days is a little over ten years; 3,650
+days is also the bound every value has in the schema, so a day limit the rule admits is one the schema admits)."""
+TIME_LIMIT_VALUE_MAX = max(MAX_TIME_LIMIT.values())
+"""The schema's bound on a time limit's value, whatever its unit."""
 
 # ---------------------------------------------------------------------------------------------------------------
 # Field types. Codes are restricted to the characters real codes use, so that nothing a publisher sends can inject

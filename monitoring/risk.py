@@ -56,10 +56,12 @@ def _indicators(catalogue: Catalogue, ids: tuple[str, ...]) -> list[Indicator]:
     return [rows[i] for i in ids if i in rows]
 
 
-def _score_of(ind: Indicator, level: Level, numerator: str) -> str:
+def _score_of(ind: Indicator, level: Level, numerator: str, join: str = "") -> str:
+    """The indicator's score for a numerator expression, over this month's denominator; ``join`` matches the two
+    when the numerator carries labels the denominator does not (a scenario)."""
     m, t = fmt(ind.max_points), fmt(ind.threshold)
     den = f'{level.prefix}:onestop_index766_indicator:denominator{{{MONTH}, indicator="{ind.id}"}}'
-    return f"clamp_max(clamp_min({m} * ({numerator}) / ({den} > 0) / {t}, 0), {m})"
+    return f"clamp_max(clamp_min({m} * ({numerator}) / {join}({den} > 0) / {t}, 0), {m})"
 
 
 def _at_risk_rules(config: MixinConfig, level: Level, catalogue: Catalogue) -> list[dict]:
@@ -102,16 +104,13 @@ def _forecast_rules(config: MixinConfig, level: Level, catalogue: Catalogue) -> 
     rules = [{"record": late, "expr": f"sum by ({by}, indicator, scenario) ({src})"}]
     for ind in inds:
         sel = f'{{{MONTH}, indicator="{ind.id}"}}'
-        score_now = f"{p}:onestop_index766_indicator:score{sel}"
         num = f"{p}:onestop_index766_indicator:numerator{sel}"
-        den = f"{p}:onestop_index766_indicator:denominator{sel}"
-        m, t = fmt(ind.max_points), fmt(ind.threshold)
-        labels = {"indicator": ind.id}
+        left = f'-{late}{{indicator="{ind.id}"}} + on ({key}) group_left () {num}'
         rules += [
-            {"record": fc, "labels": {**labels, "scenario": "on_time_all"}, "expr": f"max by ({by}) ({score_now})"},
-            {"record": fc, "labels": labels,
-             "expr": f"clamp_max(clamp_min(\n  {m} * (-{late}{{indicator=\"{ind.id}\"}} + on ({key}) group_left () {num})\n"
-                     f"  / on ({key}) group_left () ({den} > 0) / {t},\n0), {m})"},
+            {"record": fc, "labels": {"indicator": ind.id, "scenario": "on_time_all"},
+             "expr": f"max by ({by}) ({p}:onestop_index766_indicator:score{sel})"},
+            {"record": fc, "labels": {"indicator": ind.id},
+             "expr": _score_of(ind, level, left, join=f"on ({key}) group_left () ")},
         ]
     scale = fmt(catalogue.max_points)
     rules.append({

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from models.i18n import LANGS
+from models.i18n import DEFAULT_LANG, LANGS
 from streams.runtime.security import PROTOCOLS as KAFKA_PROTOCOLS
 from streams.runtime.security import SASL_MECHANISMS
 
@@ -99,7 +99,7 @@ class WorkerSettings:
     official_figures: Path | None = None
     # Language of what the worker writes for people when a request does not ask (`?lang=`): CSV headers, states and
     # unit names in the read API and /figures. "vi" (the default) or "en" (models/catalogue/messages.yaml).
-    lang: str = "vi"
+    lang: str = DEFAULT_LANG
     log_level: str = "info"
     # Remove group members that advertise this worker's own URL before joining (see streams.worker).
     evict_stale_members: bool = True

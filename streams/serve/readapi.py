@@ -15,11 +15,12 @@ from typing import Any
 from aiohttp.web import Response
 from faust import web
 
+from models.i18n import DEFAULT_LANG
+
 from streams.runtime.clock import parse_instant
 from streams.serve.metrics import CONTENT_TYPE_LATEST, render
 from streams.runtime.tallies import current_periods
 from streams.runtime.security import SecurityConfigError, api_token, bearer_ok
-from models.i18n import DEFAULT_LANG
 from streams.serve.units import listing_csv, name_figures, parse_lang, unit_name, unit_registry
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]

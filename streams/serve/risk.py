@@ -370,6 +370,7 @@ def register(app: Any, runtime: Any, registry: Any) -> RiskService:
     official.refresh()
     registry.register(RiskCollector(service, official))
     token = api_token(runtime.settings)
+    default_lang = getattr(runtime.settings, "lang", DEFAULT_LANG)
 
     def refused(request: web.Request) -> Response | None:
         return None if bearer_ok(request.headers.get("Authorization"), token) else _unauthorized()
@@ -398,7 +399,7 @@ def register(app: Any, runtime: Any, registry: Any) -> RiskService:
             return denied
         try:
             period = _period(request.query.get("period"), runtime.now())
-            lang = parse_lang(request.query.get("lang"), getattr(runtime.settings, "lang", DEFAULT_LANG))
+            lang = parse_lang(request.query.get("lang"), default_lang)
         except ValueError as exc:  # BadRequest is a ValueError
             return _json({"error": str(exc)}, 400)
         _at, records = await service.unit_records(unit, period)
