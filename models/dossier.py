@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
@@ -131,6 +132,11 @@ class Context:
     def at(self, now: datetime) -> "Context":
         return Context(now=now, calendar=self.calendar, config=self.config)
 
+    @cached_property
+    def horizon(self) -> datetime:
+        """The latest instant an event may state: ``now`` plus the clock skew the rules tolerate."""
+        return self.now + timedelta(seconds=self.config.future_tolerance_seconds)
+
 
 class Alert(NamedTuple):
     alert_id: str  # stable: the same condition of the same dossier always has the same id
@@ -171,12 +177,13 @@ def apply(state: DossierState | None, event: ev.Event, ctx: Context) -> tuple[Do
         return state, Effects(True, False)
     if len(state.seen) >= ctx.config.max_events_per_dossier:
         raise ev.EventError("too_many_events", f"dossier {state.code!r} already has {len(state.seen)} events")
-    _check_timeline(state, event)
-    horizon = ctx.now + timedelta(seconds=ctx.config.future_tolerance_seconds)
+    instant = _event_instant(event)
+    _check_timeline(state, event, instant)
+    horizon = ctx.horizon
     if event.time > horizon:
         raise ev.EventError("future_event", f"`$.time` {event.time.isoformat()} is in the future")
-    if _event_instant(event) > horizon:
-        raise ev.EventError("future_event", f"the {event.kind} step is dated in the future ({_event_instant(event).isoformat()})")
+    if instant is not event.time and instant > horizon:
+        raise ev.EventError("future_event", f"the {event.kind} step is dated in the future ({instant.isoformat()})")
 
     new = msgspec.structs.replace(state, seen={**state.seen, kd: event.digest})
     _merge(new, event, kd, ctx)
@@ -188,26 +195,51 @@ def apply(state: DossierState | None, event: ev.Event, ctx: Context) -> tuple[Do
 
 def _event_instant(event: ev.Event) -> datetime:
     """The moment the step happened, as the payload states it (the envelope time when the payload has none)."""
-    d = event.data
-    for name in ("processing_ended_at", "returned_at", "withdrawn_at", "stopped_at", "paid_at", "refused_at"):
-        t = getattr(d, name, None)
-        if t is not None and not isinstance(d, ev.Snapshot):
-            return t
-    if isinstance(d, ev.SupplementRequested):
-        return d.supplement.requested_at
-    if isinstance(d, ev.SupplementReceived):
-        return d.supplement.completed_at
-    if isinstance(d, ev.DueRescheduled):
-        return d.apology.issued_at
-    return event.time
+    t = _INSTANT_OF[type(event.data)](event.data)
+    return event.time if t is None else t
 
 
-def _check_timeline(state: DossierState, event: ev.Event) -> None:
+_STEP_TIME_FIELDS = ("processing_ended_at", "returned_at", "withdrawn_at", "stopped_at", "paid_at", "refused_at")
+
+
+def _instant_reader(cls: type):
+    """How to read the step's own time from a payload of this class (None: the envelope's time), decided once per
+    class: the first of ``_STEP_TIME_FIELDS`` it has, a supplement's or an apology's time, else nothing. A
+    snapshot states many steps, so it has no single one."""
+    if cls is ev.SupplementRequested:
+        return lambda d: d.supplement.requested_at
+    if cls is ev.SupplementReceived:
+        return lambda d: d.supplement.completed_at
+    if cls is ev.DueRescheduled:
+        return lambda d: d.apology.issued_at
+    names = () if issubclass(cls, ev.Snapshot) else tuple(n for n in _STEP_TIME_FIELDS if n in cls.__struct_fields__)
+    if not names:
+        return lambda d: None
+
+    def first_stated(d):
+        for name in names:
+            t = getattr(d, name)
+            if t is not None:
+                return t
+        return None
+    return first_stated
+
+
+class _InstantReaders(dict):
+    def __missing__(self, cls: type):
+        reader = self[cls] = _instant_reader(cls)
+        return reader
+
+
+_INSTANT_OF = _InstantReaders()
+
+
+def _check_timeline(state: DossierState, event: ev.Event, instant: datetime) -> None:
     """Refuse steps that cannot have happened: a step of the handling dated before the dossier was received."""
     tol = ev.TIMELINE_TOLERANCE
     rec = state.reception
     if event.kind in POST_RECEPTION and rec is not None:
-        t = _event_instant(event)
+        t = instant
         if t + tol < rec.received_at:
             raise ev.EventError("impossible_timeline",
                                 f"{event.kind} at {t.isoformat()} is before the dossier was received at {rec.received_at.isoformat()}")

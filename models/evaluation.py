@@ -184,14 +184,31 @@ def _standard_day_seconds(cal: WorkCalendar, t: datetime) -> float:
     return 8 * 3600.0
 
 
+#: How far back ``subtract_working_seconds`` looks before it gives up and counts plain time.
+SUBTRACT_HORIZON_DAYS = 3660
+
+
 def subtract_working_seconds(cal: WorkCalendar, end: datetime, seconds: float) -> datetime:
-    """The latest instant from which ``seconds`` of working time remain until ``end``."""
+    """The latest instant from which ``seconds`` of working time remain until ``end``: the calendar's prefix
+    sums, and the day-by-day walk (``subtract_working_seconds_walk``, the reference) only where the answer would
+    be further back than it looks."""
+    if seconds <= 0:
+        return end
+    found = cal.subtract_working_seconds(end, seconds)
+    if found is not None and (end - found).days < SUBTRACT_HORIZON_DAYS - 2:
+        return found
+    return subtract_working_seconds_walk(cal, end, seconds)
+
+
+def subtract_working_seconds_walk(cal: WorkCalendar, end: datetime, seconds: float) -> datetime:
+    """The reference: walk back from ``end`` through each day's working periods (at most 3,660 days, then plain
+    time)."""
     if seconds <= 0:
         return end
     end = end.astimezone(TZ)
     left = seconds
     d = end.date()
-    for _ in range(3660):
+    for _ in range(SUBTRACT_HORIZON_DAYS):
         for start, stop in reversed(cal.working_periods(d)):
             if start >= end:
                 continue

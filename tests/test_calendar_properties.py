@@ -113,3 +113,20 @@ def test_working_seconds_between_is_additive(cal, a, b, c):
 def test_working_seconds_between_matches_day_by_day_sum(cal, a, span_us):
     b = a + timedelta(microseconds=span_us)
     assert abs(cal.working_seconds_between(a, b) - slow_working_seconds(cal, a, b)) <= 1e-6
+
+
+# Counting back from a deadline (when "due soon" starts, the apology notice): the prefix-sum answer the stream
+# uses must be the reference walk's to the microsecond, boundaries included (a whole period's or day's worth
+# lands on the later period's start).
+boundary_seconds = st.integers(0, 40).map(lambda k: k * 3.5 * 3600) | st.integers(0, 40).map(lambda k: k * 4 * 3600)
+
+
+@PROPS
+@given(cal=calendars, end=instants, amount=seconds | boundary_seconds)
+def test_subtracting_working_time_by_prefix_sums_equals_the_walk(cal, end, amount):
+    from models.evaluation import subtract_working_seconds, subtract_working_seconds_walk
+
+    fast, walk = subtract_working_seconds(cal, end, amount), subtract_working_seconds_walk(cal, end, amount)
+    assert fast == walk and fast.utcoffset() == walk.utcoffset()
+    if amount > 0:  # and it is what the name says: that much working time remains from there to the end
+        assert fast <= end and abs(cal.working_seconds_between(fast, end) - amount) <= 1e-6

@@ -188,3 +188,28 @@ def test_the_date_range_check_visits_every_field_that_can_hold_a_date_time(kind)
         return out
 
     assert walked(cls) == from_schema
+
+
+# The range is of instants, not of the years written: near its ends the offset decides (the common path looks at
+# the year alone only well inside the range).
+@pytest.mark.parametrize("stamp,inside", [
+    ("2000-01-01T05:00:00+07:00", False),  # 1999-12-31T22:00Z
+    ("1999-12-31T20:00:00-05:00", True),  # 2000-01-01T01:00Z
+    ("2000-01-01T00:00:00+00:00", True),
+    ("2099-12-31T23:00:00-05:00", False),  # 2100-01-01T04:00Z
+    ("2100-01-01T05:00:00+07:00", True),  # 2099-12-31T22:00Z
+    ("2098-06-01T00:00:00+07:00", True),
+])
+def test_the_date_range_is_of_instants_near_both_ends(stamp, inside):
+    at_envelope = mutate(GOOD_RECEIVED, "time", stamp)
+    in_data = raw("processed", "2026-03-03 09:00", {"processing_ended_at": stamp})
+    in_a_struct = raw("transferred", "2026-03-03 09:00", {"from_unit_code": "A", "to_unit_code": "B",
+                                                        "step": {"started_at": stamp}})
+    for record, field in ((at_envelope, "$.time"), (in_data, "$.data.processing_ended_at"),
+                          (in_a_struct, "$.data.step.started_at")):
+        if inside:
+            ev.decode_event(record)
+        else:
+            with pytest.raises(ev.EventError) as info:
+                ev.decode_event(record)
+            assert info.value.reason == "impossible_timeline" and field in info.value.message, info.value
