@@ -107,6 +107,7 @@ class Processor:
         self.unit_meta: dict[str, dict] = {}
         self._announced: dict[str, frozenset[Alert]] = {}
         self._views = _ViewMemo(view_memo_size)
+        self._context: Context | None = None
         # (id, numerator terms, denominator terms) as tuples of (tally key, coefficient): models.index766.combine,
         # unrolled, because a scrape asks for these for every unit whose counts changed.
         self._terms = [(i.id, tuple(i.numerator.items()), tuple(i.denominator.items()))
@@ -114,7 +115,12 @@ class Processor:
                        if i.computable_from_events and i.numerator is not None and i.denominator is not None]
 
     def context(self, now: datetime) -> Context:
-        return Context(now=now, calendar=self.calendar, config=self.config)
+        # A batch handles its records at one instant: the same context (and its cached horizon) serves them all.
+        ctx = self._context
+        if ctx is None or ctx.now != now or ctx.now.tzinfo is not now.tzinfo or ctx.calendar is not self.calendar \
+                or ctx.config is not self.config:
+            ctx = self._context = Context(now=now, calendar=self.calendar, config=self.config)
+        return ctx
 
     def set_calendar(self, calendar: WorkCalendar) -> None:
         """A new calendar version changes deadlines the system computed; callers rebuild tallies afterwards."""
