@@ -149,7 +149,9 @@ def reconcile(ours_score_document: Mapping, official_records: Iterable[OfficialR
     if other:
         raise ReconcileError(f"official figures of {', '.join(other)} cannot be compared with ours of {period} / "
                              f"số liệu chính thức kỳ {', '.join(other)} không so được với kỳ {period}")
-    blocks: dict[str, Mapping] = {**ours_score_document.get("provinces", {}), **ours_score_document.get("units", {})}
+    # A province's code names its whole index on the portal; a handling unit coded like its province (the
+    # province's own dossiers) is not what the portal publishes under that code, so the province block wins.
+    blocks: dict[str, Mapping] = {**ours_score_document.get("units", {}), **ours_score_document.get("provinces", {})}
     names = {i.id: (i.name_vi, i.name_en) for i in catalogue.indicators}
     names.update({g.code: (g.name_vi, g.name_en) for g in catalogue.groups})
     names["total"] = ("Tổng điểm Bộ chỉ số 766", "766 index total")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import copy
 from datetime import datetime
 
@@ -204,3 +206,16 @@ def test_a_zero_on_the_portal_is_an_infinite_gap(ours):
     r = row(result, "T99.S01", "2.1")
     assert r["difference"]["denominator"]["relative"] is None
     assert r["flags"] == ["more_dossiers_than_portal"]
+
+
+def test_a_code_of_a_province_and_of_a_unit_is_compared_as_the_province(ours):
+    # The portal publishes a province's index under its code; a unit coded like its province (the province's own
+    # dossiers) must not be compared with it, or a whole province looks like it has far fewer dossiers.
+    doc = json.loads(json.dumps(ours))
+    province = doc["provinces"]["T99"]["indicators"]["2.1"]
+    doc["units"]["T99"] = doc["units"]["T99.S01"]
+    assert doc["units"]["T99"]["indicators"]["2.1"]["denominator"] != province["denominator"]
+    result = reconcile(doc, [{"unit": "T99", "indicator": "2.1", "numerator": province["numerator"],
+                              "denominator": province["denominator"]}])
+    r = row(result, "T99", "2.1")
+    assert r["status"] == "match" and not r["flags"]
