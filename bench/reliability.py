@@ -110,8 +110,10 @@ class Stack:
         self._sampler.start()
 
     # -- workers ---------------------------------------------------------------------------------------------------
-    def start(self, name: str, *, wait: bool = True, timeout: float = 600.0) -> WorkerProcess:
-        """Start (or restart on its own data dir and port, as a supervisor would) the worker ``name``."""
+    def start(self, name: str, *, wait: bool = True, timeout: float = 600.0,
+              env: dict[str, str] | None = None) -> WorkerProcess:
+        """Start (or restart on its own data dir and port, as a supervisor would) the worker ``name``; ``env``
+        adds or overrides ``ONESTOP_*`` settings."""
         old = self.workers.get(name)
         if old is not None and old.alive():
             raise RuntimeError(f"{name} is running")
@@ -120,7 +122,7 @@ class Stack:
                           env={"ONESTOP_TOPIC_PREFIX": self.prefix, "ONESTOP_APP_ID": self.prefix + "app",
                                "ONESTOP_PARTITIONS": str(self.partitions), "ONESTOP_CLOCK_FILE": str(self.clock),
                                "ONESTOP_CLOCK_INTERVAL": "0.5",
-                               "ONESTOP_LOG_LEVEL": os.environ.get("RELIABILITY_LOG_LEVEL", "warn")})
+                               "ONESTOP_LOG_LEVEL": os.environ.get("RELIABILITY_LOG_LEVEL", "warn"), **(env or {})})
         self._ports[name] = w.web_port
         if old is not None:
             self.restarts += 1

@@ -85,12 +85,15 @@ PATCHES: tuple[Patch, ...] = (
 def install_patches(app: Any, topic: str, runtime: Any, client_config: dict[str, Any] | None = None) -> None:
     """Install every patch on a freshly built worker app (idempotent for the process-wide ones).
 
-    With ``runtime.txn`` set (exactly-once outputs), every topic is read committed, recovery ends at a changelog's
-    last committed record after the runtime fenced the partitions' previous owners, and Faust commits no source
-    offsets (the runtime's transactions do); ``client_config`` holds aiokafka's connection arguments."""
+    Every topic is read committed and recovery ends at a changelog's last committed record, whatever the
+    guarantee: a deployment moved from exactly-once to at-least-once keeps changelogs whose last offsets are
+    transaction markers, and recovery waiting for the end offset minus one would never end. With ``runtime.txn``
+    set (exactly-once outputs), recovery starts after the runtime fenced the partitions' previous owners, and Faust
+    commits no source offsets (the runtime's transactions do); ``client_config`` holds aiokafka's connection
+    arguments."""
     transactional = getattr(runtime, "txn", None) is not None
-    if transactional:
-        read_committed_tables(app, client_config or {}, before_recovery=runtime.own_transactions)
+    read_committed_tables(app, client_config or {},
+                          before_recovery=runtime.own_transactions if transactional else None)
     rewind_partitions_never_committed(app, topic)
     watch_recovery(app)
     watch_stalled_source(app, topic, lambda: runtime.records_received, stall_seconds=runtime.settings.stall_seconds)

@@ -115,6 +115,11 @@ def build_stream_app(settings: WorkerSettings, processor: Any, clock: Clock) -> 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         runtime.on_revoked()
+        if runtime.txn is not None:
+            # Every assignment starts the partitions' producers afresh: one kept through a rebalance may have been
+            # fenced meanwhile (a worker that missed a round while its partitions went elsewhere and came back),
+            # and would fail its first commit and leave the partition unprocessed until the next rebalance.
+            await runtime.txn.release(set(runtime.txn.producers))
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
