@@ -133,6 +133,8 @@ class Runtime(TransactionalPath, OwnedPartitions):
             async with self.txn.lock:
                 self.txn.fenced &= owned  # a partition assigned again is ours again, until fenced
                 self.txn.broken &= owned
+                for p in set(self.txn.before_failure) - self.txn.broken:
+                    del self.txn.before_failure[p]
                 await self.txn.release(set(self.txn.producers) - owned)
                 for p in sorted(owned):
                     try:

@@ -57,7 +57,10 @@ class Transactions:
         #: assignment instead: another worker has them.
         self.broken: set[int] = set()
         self.fenced: set[int] = set()
-        self.before_failure: dict[int, int | None] = {}  # the committed offset known when a transaction failed
+        #: Per partition whose transaction failed and that waits in ``broken``: the committed offset known then, and
+        #: whether that transaction carried changelog records (see ``_restore_broken``). Forgotten once the partition
+        #: is restored, fenced or no longer assigned here.
+        self.before_failure: dict[int, tuple[int | None, bool]] = {}
         self._owning = asyncio.Lock()
 
     def transactional_id(self, partition: int) -> str:
@@ -304,8 +307,11 @@ class TransactionalPath:
         except Exception as exc:
             log.warning("partition %s: transaction failed (%r): dropped its staged writes; rebuilding the partition "
                         "and reading again from the committed offset", p, exc)
-            await self._roll_back(p, reown=True)
+            await self._roll_back(p, reown=True, had_changelog=bool(changelog))
             return
+        except BaseException:  # cancelled mid-commit (the worker stopping): the producer is closed already
+            self._drop_failed(p, reown=True, had_changelog=bool(changelog))
+            raise
         # Committed: the local store follows, never before (after a crash here, recovery reads the changelog's tail).
         store = self.table.data
         db = store._db_for_partition(p)
@@ -320,16 +326,22 @@ class TransactionalPath:
         if generation != self.generation:
             log.info("partition %s: committed across a rebalance", p)
 
-    async def _roll_back(self, p: int, *, reown: bool) -> None:
+    async def _roll_back(self, p: int, *, reown: bool, had_changelog: bool = False) -> None:
         """A transaction of ``p`` did not commit: nothing of it reached the table. The partition's tallies and
         schedule (moved by the batch) are dropped; unless another owner fenced it, the partition is rebuilt from
         the table and read again from the committed offset once its producer runs again (``_restore_broken``)."""
+        await self.txn.release({p})
+        self._drop_failed(p, reown=reown, had_changelog=had_changelog)
+
+    def _drop_failed(self, p: int, *, reown: bool, had_changelog: bool) -> None:
         self._staged.pop(p, None)
         old = self.partitions.pop(p, None)
         if old is not None:
             self._release(old)
-        self.txn.before_failure.setdefault(p, self.txn.committed.get(p))
-        await self.txn.release({p})
+        if reown:  # the first failure's offset counts: the partition applies nothing more until it is restored
+            self.txn.before_failure.setdefault(p, (self.txn.committed.get(p), had_changelog))
+        else:  # another worker has it: what it commits is its own
+            self.txn.before_failure.pop(p, None)
         (self.txn.broken if reown else self.txn.fenced).add(p)
 
     def _assigned_here(self, p: int) -> bool:
@@ -342,6 +354,7 @@ class TransactionalPath:
         for p in sorted(self.txn.broken):
             if not self._assigned_here(p):
                 self.txn.broken.discard(p)
+                self.txn.before_failure.pop(p, None)
                 continue
             try:
                 await self.txn.own({p})
@@ -352,15 +365,16 @@ class TransactionalPath:
                 self.txn.broken.add(p)
                 log.warning("partition %s: its producer did not start again (%r); trying again", p, exc)
                 continue
-            before, now = self.txn.before_failure.pop(p, None), self.txn.committed.get(p)
+            (before, had_changelog), now = self.txn.before_failure.pop(p, (None, False)), self.txn.committed.get(p)
             if caught_up:
                 log.warning("partition %s: a transaction the worker saw fail had committed: its %s changelog "
                             "record(s) were written to the local table", p, caught_up)
-            elif before is not None and now is not None and now > before:
+            elif had_changelog and before is not None and now is not None and now > before:
                 # Seen on the embedded broker restarted under a transaction in flight: the group's offset moved to
                 # the failed transaction's while none of its changelog records were committed. Its records are
                 # applied again from the offset before it (figures stay exact; a dead letter among them may be
-                # written twice).
+                # written twice). A failed transaction without changelog records (duplicates, dead letters, a tick's
+                # alerts) that committed all the same moved the offset rightly: nothing is read again.
                 log.error("partition %s: the broker committed offset %s of a transaction whose changelog records it "
                           "does not hold; reading again from %s", p, now, before)
                 self.txn.committed[p] = before
