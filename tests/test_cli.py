@@ -77,3 +77,23 @@ def test_a_bad_operator_calendar_is_refused_with_the_field(tmp_path):
 def test_schema_prints_json_schema():
     out = onestop("schema")
     assert json.loads(out.stdout)["$schema"].endswith("2020-12/schema")
+
+
+def test_a_batch_command_pauses_the_cyclic_collector_and_gives_it_back_even_on_error():
+    import gc
+
+    from streams.tools.cli_common import batch_gc
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with batch_gc():
+            assert not gc.isenabled()
+            raise RuntimeError("a bad file")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with batch_gc():
+            pass
+        assert not gc.isenabled()  # a caller that had paused it keeps it paused
+    finally:
+        gc.enable()

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from streams.tools.cli_common import (CAFILE_OPT, MECHANISM_OPT, PASSWORD_FILE_OPT, PROTOCOL_OPT, USERNAME_OPT, context,
-                                       kafka_security, parse_at)
+from streams.tools.cli_common import (CAFILE_OPT, MECHANISM_OPT, PASSWORD_FILE_OPT, PROTOCOL_OPT, USERNAME_OPT, batch_gc,
+                                       context, kafka_security, parse_at)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Real-time monitoring of one-stop-shop dossiers and the 766 index.")
@@ -64,8 +64,9 @@ def score(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     ctx = context(when, rules, calendar)
-    replayed = replay(iter_lines(str(file)), ctx)
-    sys.stdout.buffer.write(to_json(score_document(replayed, period, ctx)) + b"\n")
+    with batch_gc():
+        replayed = replay(iter_lines(str(file)), ctx)
+        sys.stdout.buffer.write(to_json(score_document(replayed, period, ctx)) + b"\n")
     if replayed.rejections:
         typer.echo(f"{len(replayed.rejections)} of {replayed.lines} lines rejected (see input.rejections)", err=True)
 

@@ -21,7 +21,7 @@ from typing import Optional
 
 import typer
 
-from streams.tools.cli_common import parse_at
+from streams.tools.cli_common import batch_gc, parse_at
 
 __all__ = ["report_command"]
 
@@ -92,10 +92,11 @@ def report_command(
     except (UnitRegistryError, CalendarError, ConfigError) as exc:
         raise _fail(str(exc)) from None
 
-    replayed = replay(iter_lines(str(file)), ctx)
-    doc = score_document(replayed, period, ctx)
-    late = late_dossiers_from_views(views(replayed.states.values(), ctx), judged,
-                                    ended_since=start if judged >= end else None)
+    with batch_gc():
+        replayed = replay(iter_lines(str(file)), ctx)
+        doc = score_document(replayed, period, ctx)
+        late = late_dossiers_from_views(views(replayed.states.values(), ctx), judged,
+                                        ended_since=start if judged >= end else None)
     reports = build_reports(doc, late, registry, period, lang)
     if province is not None:
         reports = [r for r in reports if r.province == province]

@@ -74,11 +74,13 @@ def at_risk(
     of each open dossier within its due, one JSON line each, highest first (docs/at-risk.md)."""
     from models.at_risk import at_risk_from_replay, at_risk_lines, forecast_from_replay
     from models.figures import iter_lines, replay, to_json
+    from streams.tools.cli_common import batch_gc
 
     when = _when(at)
     period = _period(period, when)
     ctx = _ctx(when, rules, calendar)
-    replayed = replay(iter_lines(str(file)), ctx)
+    with batch_gc():
+        replayed = replay(iter_lines(str(file)), ctx)
     out = sys.stdout.buffer
     if forecast:
         out.write(to_json(forecast_from_replay(replayed, ctx, period, when)) + b"\n")
