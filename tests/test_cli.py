@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.builders import SAMPLE_AT, SAMPLE_FILE, raw, sample_lines
 
 
