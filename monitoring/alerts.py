@@ -76,7 +76,8 @@ def alert_specs(config: MixinConfig, facts: CalendarFacts, lang: str | None = No
              c.due_soon_for, "info", value=count, list=f"{api}/api/units/{{{{ $labels.unit }}}}/dossiers?state=due_soon"),
         data("OnestopLateWithoutApology",
              new_in_month("unit:onestop_dossiers_late_without_apology:sum", c.late_without_apology_window, c),
-             "0m", "warning", keep=c.late_without_apology_keep, value=count, keep_for=c.late_without_apology_keep),
+             "0m", "warning", keep=c.late_without_apology_keep, value=count,
+             keep_for=texts.duration(c.late_without_apology_keep, lang)),
         data("OnestopOnTimeRatioBelowTarget",
              f'unit:onestop_on_time:ratio{{period="month"}}\n  < on (unit) group_left () unit:onestop_on_time:target\n'
              f'and {unit_on} unit:onestop_dossiers_population:sum{{period="month"}} >= {c.on_time_min_volume}',
@@ -88,7 +89,8 @@ def alert_specs(config: MixinConfig, facts: CalendarFacts, lang: str | None = No
                 f'and {unit_on} unit:onestop_dossiers_population:sum{{period="month"}} >= {c.on_time_min_volume}\n'
                 f"and on () {WORKING_TIME} == 1")
         specs.append(data("OnestopOnTimeBudgetBurn", expr, w.for_, w.severity, {"long": w.long, "short": w.short},
-                          factor=texts.num(w.factor, lang), long=w.long, short=w.short, list=overdue_list))
+                          factor=texts.num(w.factor, lang), long=texts.duration(w.long, lang),
+                          short=texts.duration(w.short, lang), list=overdue_list))
     specs += [
         data("OnestopOnlineSubmissionShareLow",
              f'unit:onestop_online_submission:ratio{{period="month"}} < {fmt(c.online_submission_target)}\n'
@@ -120,7 +122,8 @@ def alert_specs(config: MixinConfig, facts: CalendarFacts, lang: str | None = No
         pipeline("OnestopDeadLetterRateHigh",
                  f"job:onestop_events_rejected:ratio_rate{c.dead_letter_window} > {fmt(c.dead_letter_ratio)}\n"
                  f"and job:onestop_events_rejected:increase{c.dead_letter_window} >= {c.dead_letter_min_count}",
-                 "5m", "warning", value=pct, window=c.dead_letter_window, job="{{ $labels.job }}",
+                 "5m", "warning", value=pct, window=texts.duration(c.dead_letter_window, lang),
+                 job="{{ $labels.job }}",
                  threshold=texts.pct(c.dead_letter_ratio, lang)),
         pipeline("OnestopProcessingLagHigh",
                  f"job:onestop_processing_lag:max_seconds > {fmt(c.processing_lag_seconds)}",

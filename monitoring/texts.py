@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from models.i18n import LANGS, format_number, t
 
-__all__ = ["LANGS", "tr", "word", "name", "pct", "num", "unit_tmpl", "value_pct", "value_num", "value_count", "value_duration"]
+__all__ = ["LANGS", "tr", "word", "name", "pct", "num", "duration", "unit_tmpl", "value_pct", "value_num", "value_count",
+           "value_duration"]
 
 
 def tr(key: str, lang: str, **fmt: object) -> str:
@@ -67,5 +68,29 @@ def value_count(lang: str) -> str:
     return '{{ printf "%.0f" $value }}'
 
 
+#: Units of a Prometheus duration, longest first, with their Vietnamese words ("3d" reads "3 ngày").
+_DURATION_UNITS_VI = (("y", "năm"), ("w", "tuần"), ("d", "ngày"), ("h", "giờ"), ("ms", "mili giây"), ("m", "phút"),
+                      ("s", "giây"))
+
+
+def duration(spec: str, lang: str) -> str:
+    """A configured Prometheus duration as a reader says it: "4 giờ 30 phút" for ``4h30m`` in Vietnamese; English
+    keeps the compact ``4h30m``, which is how English-speaking operators write it."""
+    if lang != "vi":
+        return spec
+    import re
+
+    parts = re.findall(r"(\d+)(ms|[ywdhms])", spec)
+    if not parts or "".join(n + u for n, u in parts) != spec:
+        raise ValueError(f"{spec!r} is not a Prometheus duration such as 4h30m")
+    words = dict(_DURATION_UNITS_VI)
+    return " ".join(f"{n} {words[u]}" for n, u in parts)
+
+
 def value_duration(lang: str) -> str:
+    """``$value`` seconds as ``humanizeDuration`` says them, in Vietnamese words for Vietnamese ("15 phút 0 giây")."""
+    if lang == "vi":
+        # humanizeDuration writes "1d 2h 3m 4s" (or "250ms"): "ms" goes before "m" and "s" in the table's order.
+        chain = "".join(f' | reReplaceAll "([0-9.]+){u}" "${{1}} {w}"' for u, w in _DURATION_UNITS_VI)
+        return "{{ $value | humanizeDuration" + chain + ' | reReplaceAll "[.]" "," }}'
     return "{{ $value | humanizeDuration }}"

@@ -74,7 +74,7 @@ def register(app: Any, runtime: Any) -> None:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="onestop"'
                 return response
             if service not in SERVICES:
-                return _answer(404, "-2", f"Dịch vụ không hỗ trợ; dùng {' hoặc '.join(SERVICES)} / "
+                return _answer(404, "-2", f"Dịch vụ không được hỗ trợ; dùng {' hoặc '.join(SERVICES)} / "
                                           f"unknown service; use {' or '.join(SERVICES)}")
             try:
                 body = await request.read()
