@@ -82,11 +82,11 @@ def _pct(r: float | None) -> str:
 
 _FLAG_TEXT = {
     "fewer_dossiers_than_portal": (
-        "Mẫu số của chúng tôi thấp hơn Cổng DVCQG {size}: thiếu sự kiện từ hệ thống một cửa (có lần đồng bộ bị thiếu).",
+        "Mẫu số của hệ thống thấp hơn Cổng DVCQG {size}: thiếu sự kiện từ hệ thống một cửa (có lần đồng bộ bị thiếu).",
         "Our denominator is {size} below the national portal's: events are missing from our feed (a sync is missing).",
     ),
     "more_dossiers_than_portal": (
-        "Mẫu số của chúng tôi cao hơn Cổng DVCQG {size}: có hồ sơ chưa được đồng bộ lên Cổng (xem chỉ số 1.4).",
+        "Mẫu số của hệ thống cao hơn Cổng DVCQG {size}: có hồ sơ chưa được đồng bộ lên Cổng (xem chỉ số 1.4).",
         "Our denominator is {size} above the national portal's: dossiers have not been synced to it (see indicator 1.4).",
     ),
     "numerator_differs": (
@@ -100,7 +100,7 @@ _FLAG_TEXT = {
         "The score differs by {abs} points from the national portal's (more than {thr} of the maximum).",
     ),
     "unit_not_in_ours": (
-        "Cổng DVCQG có số liệu của đơn vị này nhưng chúng tôi không nhận được sự kiện nào của đơn vị trong kỳ.",
+        "Cổng DVCQG có số liệu của đơn vị này nhưng hệ thống này không nhận được sự kiện nào của đơn vị trong kỳ.",
         "The national portal has figures for this unit but no event of it reached us in the period.",
     ),
     "unit_not_on_portal": (

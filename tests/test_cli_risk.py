@@ -198,7 +198,7 @@ def test_reconcile_judges_our_events_when_the_portal_was_read_by_default():
 
 @pytest.mark.parametrize("lang,expected", [
     ("vi", ["Đối chiếu với số liệu Cổng DVCQG — month:2026-03", "Lệch mẫu số", "khớp", "chênh lệch",
-            "-3 (-13,0 %)", "Mẫu số của chúng tôi thấp hơn Cổng DVCQG 13,0 %"[:30]]),
+            "-3 (-13,0 %)", "Mẫu số của hệ thống thấp hơn Cổng DVCQG 13,0 %"[:30]]),
     ("en", ["Reconciliation with the national portal — month:2026-03", "Denominator gap", "match", "differs",
             "-3 (-13.0%)", "Our denominator is 13.0 % below"]),
 ])

@@ -96,7 +96,7 @@ def at_risk(
 
 def reconcile(
     ours: Path = typer.Option(..., exists=True, dir_okay=False, help=(
-        "Số liệu của chúng tôi: tệp sự kiện hoặc tài liệu của onestop score / Ours: an event file or a document "
+        "Số liệu của hệ thống: tệp sự kiện hoặc tài liệu của onestop score / Ours: an event file or a document "
         "written by onestop score.")),
     official: Path = typer.Option(..., exists=True, dir_okay=False, help=(
         "Số liệu Cổng DVCQG: phản hồi API đã lưu (.json) hoặc CSV / The portal's figures: a saved API response "
@@ -105,7 +105,7 @@ def reconcile(
     threshold: float = typer.Option(0.05, help=(
         "Ngưỡng chênh lệch tương đối (0.05 = 5 %) / Relative difference flagged above this (0.05 = 5 %).")),
     at: Optional[str] = typer.Option(None, help=(
-        "Thời điểm tính số liệu của chúng tôi khi --ours là tệp sự kiện (mặc định: lúc tải số liệu chính thức, "
+        "Thời điểm tính số liệu của hệ thống khi --ours là tệp sự kiện (mặc định: lúc tải số liệu chính thức, "
         "nếu không có thì bây giờ) / Instant our events are judged at (default: when the official figures were "
         "fetched, else now).")),
     rules: Optional[Path] = typer.Option(None, exists=True, help=_RULES_HELP),
@@ -113,7 +113,7 @@ def reconcile(
     format: str = typer.Option("json", "--format", help="json hoặc table (bảng dễ đọc) / json or table (readable)."),
     lang: str = typer.Option("vi", "--lang", help="Ngôn ngữ của bảng: vi hoặc en / Language of the table: vi or en."),
 ):
-    """Đối chiếu tử số, mẫu số, điểm của chúng tôi với số liệu Cổng DVCQG công bố, theo đơn vị và chỉ số / Compare
+    """Đối chiếu tử số, mẫu số, điểm của hệ thống với số liệu Cổng DVCQG công bố, theo đơn vị và chỉ số / Compare
     our numerators, denominators and scores with the national portal's, per unit and indicator (docs/reconcile.md)."""
     from models.figures import to_json
     from models.i18n import LANGS
