@@ -56,7 +56,7 @@ def render_runbook(config: MixinConfig, facts: CalendarFacts) -> str:
         severities = ", ".join(f"{s.severity} ({s.labels['long']}/{s.labels['short']})" if "long" in s.labels
                                else s.severity for s in group)
         meta = (f"*{_both('runbook.label.severity')}:* {severities} — *{_both('runbook.label.category')}:* "
-                f"{first.category} — *for:* " + ", ".join(dict.fromkeys(s.for_ for s in group))
+                f"{first.category} — *{_both('runbook.label.for')}:* " + ", ".join(dict.fromkeys(s.for_ for s in group))
                 + (f" — *{_both('runbook.label.keep')}:* {first.keep_firing_for}" if first.keep_firing_for else ""))
         lines += [f"## {name}", "", meta, ""]
         lines += _body(name, "vi")

@@ -30,6 +30,7 @@ __all__ = [
     "kafka_client_config",
     "faust_broker_settings",
     "bearer_ok",
+    "UNAUTHORIZED",
     "describe",
 ]
 
@@ -150,6 +151,11 @@ def faust_broker_settings(settings: Any) -> dict[str, Any]:
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+UNAUTHORIZED = ("trang này cần tiêu đề Authorization: Bearer <token> / "
+                "this view needs the header Authorization: Bearer <token>")
+"""The error of a protected view asked without the right bearer token, in both languages."""
 
 
 def bearer_ok(header: str | None, token: str | None) -> bool:

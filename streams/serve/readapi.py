@@ -20,7 +20,7 @@ from models.i18n import DEFAULT_LANG
 from streams.runtime.clock import parse_instant
 from streams.serve.metrics import CONTENT_TYPE_LATEST, render
 from streams.runtime.tallies import current_periods
-from streams.runtime.security import SecurityConfigError, api_token, bearer_ok
+from streams.runtime.security import UNAUTHORIZED, SecurityConfigError, api_token, bearer_ok
 from streams.serve.units import listing_csv, name_figures, parse_lang, unit_name, unit_registry
 
 __all__ = ["register", "ITEM_FIELDS", "OPEN_STATES"]
@@ -86,7 +86,8 @@ def parse_states(raw: str | None) -> tuple[str, ...]:
     states = tuple(s.strip() for s in raw.replace("|", ",").split(",") if s.strip())
     unknown = [s for s in states if s not in OPEN_STATES]
     if unknown or not states:
-        raise BadRequest(f"state must be among {', '.join(OPEN_STATES)} (comma-separated); got {raw!r}")
+        raise BadRequest(f"state phải thuộc {', '.join(OPEN_STATES)} (cách nhau bằng dấu phẩy), nhận {raw!r} / "
+                         f"state must be among {', '.join(OPEN_STATES)} (comma-separated); got {raw!r}")
     return states
 
 
@@ -96,9 +97,9 @@ def parse_int(raw: str | None, name: str, default: int, lo: int, hi: int) -> int
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
+        raise BadRequest(f"{name} phải là số nguyên / {name} must be an integer") from None
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be between {lo} and {hi}")
+        raise BadRequest(f"{name} phải từ {lo} đến {hi} / {name} must be between {lo} and {hi}")
     return value
 
 
@@ -112,7 +113,7 @@ async def unit_dossiers(runtime: Any, unit: str, states: tuple[str, ...], lang: 
 
 
 def _unauthorized() -> Response:
-    return Response(body=_json_bytes({"error": "this view needs the header Authorization: Bearer <token>"}),
+    return Response(body=_json_bytes({"error": UNAUTHORIZED}),
                     status=401, headers={"Content-Type": "application/json; charset=utf-8",
                                          "WWW-Authenticate": 'Bearer realm="onestop"'})
 

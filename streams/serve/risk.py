@@ -36,7 +36,7 @@ from models.evaluation import View, evaluate
 from models.i18n import DEFAULT_LANG, csv_bytes, t
 from models.reconcile import OfficialRecord, load_official
 from models.tally import parse_period, unit_period_tallies
-from streams.runtime.security import api_token, bearer_ok
+from streams.runtime.security import UNAUTHORIZED, api_token, bearer_ok
 from streams.runtime.tallies import current_periods
 from streams.serve.readapi import MAX_PAGE_SIZE, BadRequest, parse_int
 from streams.serve.units import parse_lang
@@ -327,7 +327,7 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def _unauthorized() -> Response:
-    return Response(body=b'{"error": "this view needs the header Authorization: Bearer <token>"}', status=401,
+    return Response(body=json.dumps({"error": UNAUTHORIZED}, ensure_ascii=False).encode(), status=401,
                     headers={"Content-Type": "application/json; charset=utf-8",
                              "WWW-Authenticate": 'Bearer realm="onestop"'})
 

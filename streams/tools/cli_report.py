@@ -40,23 +40,28 @@ def default_out(period: str, fmt: str, table: str = "units") -> Path:
 
 
 def report_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON-lines file of events."),
-    period: str = typer.Option(..., help="month:2026-03, quarter:2026-Q1 or year:2026."),
-    at: Optional[str] = typer.Option(None, help="As of this instant (ISO 8601; default now): inside the period gives "
-                                     "the daily, period-to-date report, at or after its end the end-of-period one."),
-    fmt: str = typer.Option("md", "--format", help="md (with the scorecard chart), csv or xlsx."),
-    lang: str = typer.Option("vi", envvar="ONESTOP_LANG", help="vi (Vietnamese, the default) or en."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Tệp sự kiện JSON-lines / JSON-lines file of events."),
+    period: str = typer.Option(..., help="Kỳ báo cáo / Period: month:2026-03, quarter:2026-Q1, year:2026."),
+    at: Optional[str] = typer.Option(None, help="Tính đến thời điểm (ISO 8601; mặc định: bây giờ): trong kỳ là báo cáo lũy "
+                                     "kế, từ cuối kỳ là báo cáo cả kỳ / As of this instant (ISO 8601; default now): "
+                                     "inside the period the period-to-date report, at or after its end the end-of-period one."),
+    fmt: str = typer.Option("md", "--format", help="md (kèm biểu đồ), csv hoặc xlsx / md (with the scorecard chart), csv or xlsx."),
+    lang: str = typer.Option("vi", envvar="ONESTOP_LANG", help="vi (tiếng Việt, mặc định) hoặc en / vi (Vietnamese, the default) or en."),
     units: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, envvar="ONESTOP_UNITS_FILE",
-                                         help="Unit registry (YAML or CSV) giving the units' names."),
-    out: Optional[Path] = typer.Option(None, help="File to write (default bao-cao-766-<period>.<format>); "
+                                         help="Danh mục đơn vị (YAML hoặc CSV) cho tên đơn vị / Unit registry (YAML or CSV) giving the units' names."),
+    out: Optional[Path] = typer.Option(None, help="Tệp ghi ra (mặc định bao-cao-766-<kỳ>.<định dạng>); '-' ghi csv hoặc md ra "
+                                       "màn hình (md khi đó không có biểu đồ) / File to write (default bao-cao-766-<period>.<format>); "
                                        "'-' writes csv or md to standard output (md then without the chart)."),
-    table: str = typer.Option("units", help="For csv: units (ranking), indicators (766 table) or late (overdue)."),
-    province: Optional[str] = typer.Option(None, help="The province to report on when the file has several."),
-    rules: Optional[Path] = typer.Option(None, exists=True, help="YAML file overriding the default domain rules."),
-    calendar: list[Path] = typer.Option([], help="Operator calendar file(s) to load over the bundled ones."),
+    table: str = typer.Option("units", help="Với csv: units (xếp hạng), indicators (bảng 766) hoặc late (quá hạn) / For csv: units (ranking), "
+                       "indicators (766 table) or late (overdue)."),
+    province: Optional[str] = typer.Option(None, help="Tỉnh cần báo cáo khi tệp có nhiều tỉnh / The province to report on when the file has several."),
+    rules: Optional[Path] = typer.Option(None, exists=True, help="Tệp YAML thay quy tắc mặc định / YAML file overriding the default domain rules."),
+    calendar: list[Path] = typer.Option([], help="Tệp lịch làm việc bổ sung / Operator calendar file(s) to load over the bundled ones."),
 ):
-    """Write the 766 report of a province for a period: the indicator table, the ranking of units and the overdue
-    dossiers by unit, in Vietnamese (or English), as Markdown with a chart, CSV or Excel."""
+    """Báo cáo Bộ chỉ số 766 của một tỉnh trong một kỳ: bảng chỉ số, xếp hạng đơn vị và hồ sơ quá hạn theo đơn vị,
+    bằng tiếng Việt (hoặc tiếng Anh), dạng Markdown kèm biểu đồ, CSV hoặc Excel / Write the 766 report of a province
+    for a period: the indicator table, the ranking of units and the overdue dossiers by unit, in Vietnamese (or
+    English), as Markdown with a chart, CSV or Excel."""
     from models.calendar import CalendarError, WorkCalendar, load_calendar_file
     from models.config import ConfigError, load_config
     from models.dossier import Context
