@@ -23,6 +23,17 @@ from monitoring.panels import (DS, PERCENT_STEPS, REF_IDS, UIDS, _band_mappings,
                                _panel, _period_var, _province_var, _stat, _table, _targets, _text, _thresholds,
                                _timeseries, _unit_var, uid)
 from monitoring.risk import UNIT_INFO
+
+#: The states of an open dossier (``state`` of ``onestop_dossiers_open``) and the kinds of a dossier alert
+#: (``kind`` of ``onestop_alerts_emitted_total``), so legends can name each in the reader's language.
+OPEN_STATES = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
+ALERT_KINDS = ("due_soon", "overdue", "apology_missing", "repeated_supplement", "second_reschedule")
+
+
+def _display_names(names: dict[str, str]) -> list[dict]:
+    """Grafana overrides that show a series named by a label value (a legend ``{{kind}}``) under a text instead."""
+    return [{"matcher": {"id": "byName", "options": value}, "properties": [{"id": "displayName", "value": text}]}
+            for value, text in names.items()]
 from monitoring.rules import indicators_in_force
 
 __all__ = ["all_dashboards", "provisioning_files", "UIDS", "panel_queries", "named", "DASHBOARD_LANGS"]
@@ -220,7 +231,8 @@ def unit_drilldown(config: MixinConfig, catalogue: Catalogue, lang: str = "vi") 
     panels.append(_panel(lay, "bargauge", T("ud.split"), 12, 9, _targets(*split, instant=True), decimals=0,
                          minmax=(0, None), options={**BAR_OPTIONS, "displayMode": "basic"}))
     panels.append(_panel(lay, "bargauge", T("ud.open_now"), 12, 9,
-                         _targets(('unit:onestop_dossiers_open:sum{unit="$unit"}', "{{state}}"), instant=True),
+                         _targets(*((f'unit:onestop_dossiers_open:sum{{unit="$unit", state="{state}"}}',
+                                     T(f"ud.split.open_{state}")) for state in OPEN_STATES), instant=True),
                          decimals=0, minmax=(0, None), links=api_links, options={**BAR_OPTIONS, "displayMode": "basic"}))
     panels.append(_timeseries(
         lay, T("ud.due_overdue"),
@@ -351,7 +363,8 @@ def pipeline_health(config: MixinConfig, catalogue: Catalogue, lang: str = "vi")
         h=8))
     panels.append(_timeseries(lay, T("ph.alerts"),
                               [(f"sum by (kind) (rate(onestop_alerts_emitted_total{{{sel}}}[{ri}]))", "{{kind}}")],
-                              unit="ops", w=8))
+                              unit="ops", w=8, overrides=_display_names(
+                                  {kind: texts.word(f"alert.{kind}", lang) for kind in ALERT_KINDS})))
     panels.append(_timeseries(lay, T("ph.collector"),
                               [(f"sum by (instance) (increase(onestop_collector_errors_total{{{sel}}}[{ri}]))",
                                 "{{instance}}")], w=8))

@@ -193,3 +193,15 @@ def test_push_creates_the_folder_and_overwrites_each_dashboard(folder_exists: bo
     for body, board in zip(saves, committed):
         assert body["overwrite"] is True and body["folderUid"] == DEFAULT_CONFIG.dashboard_folder_uid
         assert body["dashboard"] == {**board, "id": None}
+
+
+def test_legends_name_every_open_state_and_alert_kind_in_the_readers_language():
+    # The dashboards list the states and kinds to translate them; a new one in the runtime must appear there too.
+    from monitoring import dashboards
+    from streams.serve.readapi import OPEN_STATES
+
+    assert dashboards.OPEN_STATES == OPEN_STATES
+    messages = Path(__file__).resolve().parents[1] / "models" / "catalogue" / "messages.yaml"
+    catalogue = yaml.safe_load(messages.read_text(encoding="utf-8"))
+    kinds = {k.split(".", 1)[1] for k in catalogue if k.startswith("alert.") and k.count(".") == 1}
+    assert set(dashboards.ALERT_KINDS) == kinds
