@@ -108,7 +108,8 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
         body_service = obj.get("service")
         if body_service is not None and not absent(body_service):
             if service is not None and str(body_service) != service:
-                raise BodyError(f"`service` of the body is not the service of the path ({service})")
+                raise BodyError(f"`service` trong thân khác dịch vụ của đường dẫn ({service}) / "
+                                f"`service` of the body is not the service of the path ({service})")
             service = str(body_service)
         if "isUpdating" in obj:
             updating = obj.get("isUpdating")
@@ -118,13 +119,15 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
     elif isinstance(obj, dict) and "MaHoSo" in obj:
         records = [obj]
     else:
-        raise BodyError("not an envelope {session, madonvi, service, isUpdating, data[]} nor a JSON array of records")
+        raise BodyError("không phải phong bì {session, madonvi, service, isUpdating, data[]} hay mảng JSON các bản ghi / "
+                    "not an envelope {session, madonvi, service, isUpdating, data[]} nor a JSON array of records")
     if len(records) > MAX_RECORDS:
-        raise BodyError(f"{len(records)} records exceed the {MAX_RECORDS} accepted in one body")
+        raise BodyError(f"{len(records)} bản ghi vượt quá {MAX_RECORDS} bản ghi nhận trong một lần gửi / "
+                        f"{len(records)} records exceed the {MAX_RECORDS} accepted in one body")
     if service is None:
         service = _guess_service(records)
     if service not in SERVICES:
-        raise BodyError(f"`service` is not one of {', '.join(SERVICES)}")
+        raise BodyError(f"`service` không thuộc {', '.join(SERVICES)} / `service` is not one of {', '.join(SERVICES)}")
     try:
         is_updating = as_bool(updating, "isUpdating")
     except FieldError:
@@ -136,7 +139,7 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
         rec = _Record(i, profile, fallback_unit, out)
         try:
             if not isinstance(record, dict):
-                raise RecordError("dvcqg_bad_body", "the record is not a JSON object")
+                raise RecordError("dvcqg_bad_body", "bản ghi không phải đối tượng JSON / the record is not a JSON object")
             events = convert(record, rec)
         except FieldError as exc:
             out.rejected.append((i, exc.reason, exc.message))
@@ -166,12 +169,12 @@ def _parse_json(body: Any) -> Any:
         try:
             body = bytes(body).decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise BodyError("the body is not UTF-8") from None
+            raise BodyError("thân yêu cầu không phải UTF-8 / the body is not UTF-8") from None
     if isinstance(body, str):
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
-            raise BodyError("the body is not JSON") from None
+            raise BodyError("thân yêu cầu không phải JSON / the body is not JSON") from None
     return body
 
 
@@ -182,7 +185,8 @@ def _guess_service(records: list) -> str:
                 return "DongBoHoSoMC"
             if "ThoiDiemXuLy" in r or "TrangThai" in r:
                 return "CapNhatTienDoHoSoMC"
-    raise BodyError("the service is not given (path or `service`) and the records do not tell it")
+    raise BodyError("không rõ dịch vụ (đường dẫn hoặc `service`) và các bản ghi không cho biết / "
+                    "the service is not given (path or `service`) and the records do not tell it")
 
 
 def convert_lines(lines: Iterable[tuple[int, bytes]], profile: SenderProfile = DEFAULT_PROFILE, *,
@@ -253,10 +257,11 @@ def _iso(t: datetime) -> str:
 def _dossier_code(record: dict) -> str:
     raw = record.get("MaHoSo")
     if absent(raw):
-        raise RecordError("dvcqg_missing_field", "`MaHoSo` is missing")
+        raise RecordError("dvcqg_missing_field", "thiếu `MaHoSo` / `MaHoSo` is missing")
     code = str(raw).strip()
     if not CODE_RE.match(code):
-        raise RecordError("dvcqg_bad_value", "`MaHoSo` is not a dossier code (letters, digits, '.', '_', '-')")
+        raise RecordError("dvcqg_bad_value", "`MaHoSo` không phải mã hồ sơ (chữ, số, '.', '_', '-') / "
+                                             "`MaHoSo` is not a dossier code (letters, digits, '.', '_', '-')")
     return code
 
 
@@ -281,8 +286,11 @@ def _units(record: dict, rec: _Record) -> tuple[str, str]:
         rec.unmapped_name(name)
     receiving = prefix or named or rec.fallback_unit or p.default_unit
     if receiving is None:
-        raise RecordError("dvcqg_missing_field", "no unit: `MaHoSo` has no unit prefix, `DonViXuLy` is not in the "
-                                                 "profile's table, and neither MaDinhDanhDV nor `madonvi` is given")
+        raise RecordError("dvcqg_missing_field", "không xác định được đơn vị: `MaHoSo` không có tiền tố đơn vị, "
+                                                 "`DonViXuLy` không có trong bảng của hồ sơ cấu hình, không có "
+                                                 "MaDinhDanhDV hay `madonvi` / no unit: `MaHoSo` has no unit prefix, "
+                                                 "`DonViXuLy` is not in the profile's table, and neither "
+                                                 "MaDinhDanhDV nor `madonvi` is given")
     handling = named if (named is not None and (p.handling_unit_from_name or prefix is None)) else receiving
     return receiving, handling
 
@@ -315,7 +323,7 @@ def _convert_dossier(record: dict, rec: _Record) -> list[dict]:
     procedure = safe_code(record.get("MaTTHC"))
     if procedure is None and status != 1:
         raise RecordError("dvcqg_missing_field" if absent(record.get("MaTTHC")) else "dvcqg_bad_value",
-                          "`MaTTHC` is missing or not a procedure code")
+                          "thiếu `MaTTHC` hoặc không phải mã thủ tục / `MaTTHC` is missing or not a procedure code")
     receiving, handling = _units(record, rec)
     channel = _channel(record, rec)
     if submitted_at is not None and procedure is not None:
@@ -325,7 +333,8 @@ def _convert_dossier(record: dict, rec: _Record) -> list[dict]:
         return rec.events
     if received_at is None:
         if status is not None:
-            raise RecordError("dvcqg_missing_field", f"`NgayTiepNhan` is missing for status {status}")
+            raise RecordError("dvcqg_missing_field", f"thiếu `NgayTiepNhan` ở trạng thái {status} / "
+                                                     f"`NgayTiepNhan` is missing for status {status}")
         rec.warn("no `NgayTiepNhan`: the dossier is not received yet")
         return rec.events
 
@@ -338,8 +347,10 @@ def _convert_dossier(record: dict, rec: _Record) -> list[dict]:
         original_due = None
     limit = _limit(record, rec, procedure)
     if original_due is None and limit is None:
-        raise RecordError("dvcqg_missing_field", "neither `NgayHenTra` nor a time limit (`ThoiGianThucHien` + "
-                                                 "`DonViTinh`, or the profile's procedure_limits) is given")
+        raise RecordError("dvcqg_missing_field", "không có `NgayHenTra` hay thời hạn giải quyết (`ThoiGianThucHien` + "
+                                                 "`DonViTinh`, hoặc procedure_limits của hồ sơ cấu hình) / neither "
+                                                 "`NgayHenTra` nor a time limit (`ThoiGianThucHien` + `DonViTinh`, "
+                                                 "or the profile's procedure_limits) is given")
     fees = _fees(record, rec)
     paid = _payment(record, rec)
     data: dict[str, Any] = {"procedure_code": procedure, "handling_unit_code": handling,
@@ -561,11 +572,11 @@ def _convert_progress(record: dict, rec: _Record) -> list[dict]:
     status = p.national_status(raw, progress=True)
     if status is None:
         if absent(raw):
-            raise RecordError("dvcqg_missing_field", "`TrangThai` is missing")
+            raise RecordError("dvcqg_missing_field", "thiếu `TrangThai` / `TrangThai` is missing")
         rec.unknown("TrangThai", raw)
     at = _date(record, "ThoiDiemXuLy")
     if at is None:
-        raise RecordError("dvcqg_missing_field", "`ThoiDiemXuLy` is missing")
+        raise RecordError("dvcqg_missing_field", "thiếu `ThoiDiemXuLy` / `ThoiDiemXuLy` is missing")
     started = _date(record, "NgayBatDau")
     step_due = _date(record, "NgayKetThucTheoQuyDinh")
     if status == 3:

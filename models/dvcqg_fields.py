@@ -31,11 +31,11 @@ CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 class FieldError(ValueError):
     """A field that cannot be read. ``reason`` is ``dvcqg_bad_date`` / ``dvcqg_bad_value``; ``field`` its path."""
 
-    def __init__(self, reason: str, field: str, message: str):
-        super().__init__(f"{reason}: `{field}` {message}")
+    def __init__(self, reason: str, field: str, vi: str, en: str):
         self.reason = reason
         self.field = field
-        self.message = f"`{field}` {message}"
+        self.message = f"`{field}` {vi} / `{field}` {en}"
+        super().__init__(f"{reason}: {self.message}")
 
 
 def absent(value: Any) -> bool:
@@ -67,18 +67,20 @@ def parse_date(value: Any, field: str) -> datetime | None:
     if absent(value):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise FieldError("dvcqg_bad_date", field, f"is a {type(value).__name__}, not a date")
+        raise FieldError("dvcqg_bad_date", field, f"là {type(value).__name__}, không phải ngày giờ",
+                         f"is a {type(value).__name__}, not a date")
     text = str(value).strip()
     try:
         dt = _parse_text(text)
     except ValueError:
         dt = None
     if dt is None:
-        raise FieldError("dvcqg_bad_date", field, "is not a date (yyyyMMddHHmmss, dd/MM/yyyy HH:mm:ss or ISO 8601)")
+        raise FieldError("dvcqg_bad_date", field, "không phải ngày giờ (yyyyMMddHHmmss, dd/MM/yyyy HH:mm:ss "
+                         "hoặc ISO 8601)", "is not a date (yyyyMMddHHmmss, dd/MM/yyyy HH:mm:ss or ISO 8601)")
     if dt.year <= PLACEHOLDER_YEAR:
         return None
     if not EARLIEST <= dt < LATEST:
-        raise FieldError("dvcqg_bad_date", field, "is outside the years 2000-2099")
+        raise FieldError("dvcqg_bad_date", field, "nằm ngoài các năm 2000-2099", "is outside the years 2000-2099")
     return dt.astimezone(VN)
 
 
@@ -139,7 +141,7 @@ def as_bool(value: Any, field: str) -> bool | None:
         return True
     if text in ("false", "0", "no", "n", "khong", "không"):
         return False
-    raise FieldError("dvcqg_bad_value", field, "is not a flag (True/False, 1/0)")
+    raise FieldError("dvcqg_bad_value", field, "không phải giá trị đúng/sai (True/False, 1/0)", "is not a flag (True/False, 1/0)")
 
 
 def as_number(value: Any, field: str) -> float | None:
@@ -147,7 +149,7 @@ def as_number(value: Any, field: str) -> float | None:
     if absent(value):
         return None
     if isinstance(value, bool):
-        raise FieldError("dvcqg_bad_value", field, "is a flag, not a number")
+        raise FieldError("dvcqg_bad_value", field, "là giá trị đúng/sai, không phải số", "is a flag, not a number")
     if isinstance(value, (int, float)):
         return float(value)
     text = str(value).strip().replace(" ", "")
@@ -157,7 +159,7 @@ def as_number(value: Any, field: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise FieldError("dvcqg_bad_value", field, "is not a number") from None
+        raise FieldError("dvcqg_bad_value", field, "không phải số", "is not a number") from None
 
 
 def safe_code(value: Any) -> str | None:
