@@ -1,7 +1,9 @@
 """Exactly-once outputs on the real broker (docs/reliability.md 5): three bad records among valid events, and a
-``kill -9`` of the worker mid-stream, a broker restart or a second worker joining and leaving. As a read_committed
-consumer sees them, the dead-letter topic then holds exactly three records (one per bad record) and
-``dossier-alerts`` each alert id once, and the worker's figures equal `onestop score` for four periods.
+``kill -9`` of the worker mid-stream, a broker restart, a second worker joining and leaving, or a worker whose
+producers were fenced while it kept its partitions (a missed rebalance round). As a read_committed consumer sees
+them, the dead-letter topic then holds exactly three records (one per bad record) and ``dossier-alerts`` each
+alert id once, and the worker's figures equal `onestop score` for four periods. Also: a deployment moved from
+exactly once to at least once recovers and ends exact.
 
 The history is bench/reliability.py's simulated province, which ends at ``AT``; the clock starts there and moves
 twice: past the alerts' settle time once some of the history is in (the clock announces what the records left
