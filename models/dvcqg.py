@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl
 from .dvcqg_fields import (CODE_RE, VN, FieldError, absent, as_bool, as_code, as_number, counter_label,
                            date_segment, parse_date, redact_body, safe_code)
 from .dvcqg_profile import DEFAULT_PROFILE, ProfileError, SenderProfile, load_profile
+from .i18n import both
 from .events import MAX_DEADLINE_SPAN, MAX_TIME_LIMIT, TIMELINE_TOLERANCE, make_envelope
 
 __all__ = ["SERVICES", "REASONS", "body_records", "code_prefix", "supplement_request_id", "SenderProfile", "DEFAULT_PROFILE", "load_profile", "ProfileError", "BodyError",
@@ -108,8 +109,7 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
         body_service = obj.get("service")
         if body_service is not None and not absent(body_service):
             if service is not None and str(body_service) != service:
-                raise BodyError(f"`service` trong thân khác dịch vụ của đường dẫn ({service}) / "
-                                f"`service` of the body is not the service of the path ({service})")
+                raise BodyError(both("dvcqg.refusal.service_mismatch", service=service))
             service = str(body_service)
         if "isUpdating" in obj:
             updating = obj.get("isUpdating")
@@ -119,11 +119,9 @@ def convert_body(body: bytes | str | Any, *, service: str | None = None,
     elif isinstance(obj, dict) and "MaHoSo" in obj:
         records = [obj]
     else:
-        raise BodyError("không phải phong bì {session, madonvi, service, isUpdating, data[]} hay mảng JSON các bản ghi / "
-                    "not an envelope {session, madonvi, service, isUpdating, data[]} nor a JSON array of records")
+        raise BodyError(both("dvcqg.refusal.not_envelope"))
     if len(records) > MAX_RECORDS:
-        raise BodyError(f"{len(records)} bản ghi vượt quá {MAX_RECORDS} bản ghi nhận trong một lần gửi / "
-                        f"{len(records)} records exceed the {MAX_RECORDS} accepted in one body")
+        raise BodyError(both("dvcqg.refusal.too_many", count=len(records), limit=MAX_RECORDS))
     if service is None:
         service = _guess_service(records)
     if service not in SERVICES:
@@ -185,8 +183,7 @@ def _guess_service(records: list) -> str:
                 return "DongBoHoSoMC"
             if "ThoiDiemXuLy" in r or "TrangThai" in r:
                 return "CapNhatTienDoHoSoMC"
-    raise BodyError("không rõ dịch vụ (đường dẫn hoặc `service`) và các bản ghi không cho biết / "
-                    "the service is not given (path or `service`) and the records do not tell it")
+    raise BodyError(both("dvcqg.refusal.no_service"))
 
 
 def convert_lines(lines: Iterable[tuple[int, bytes]], profile: SenderProfile = DEFAULT_PROFILE, *,
@@ -260,8 +257,7 @@ def _dossier_code(record: dict) -> str:
         raise RecordError("dvcqg_missing_field", "thiếu `MaHoSo` / `MaHoSo` is missing")
     code = str(raw).strip()
     if not CODE_RE.match(code):
-        raise RecordError("dvcqg_bad_value", "`MaHoSo` không phải mã hồ sơ (chữ, số, '.', '_', '-') / "
-                                             "`MaHoSo` is not a dossier code (letters, digits, '.', '_', '-')")
+        raise RecordError("dvcqg_bad_value", both("dvcqg.refusal.bad_code"))
     return code
 
 
@@ -286,11 +282,7 @@ def _units(record: dict, rec: _Record) -> tuple[str, str]:
         rec.unmapped_name(name)
     receiving = prefix or named or rec.fallback_unit or p.default_unit
     if receiving is None:
-        raise RecordError("dvcqg_missing_field", "không xác định được đơn vị: `MaHoSo` không có tiền tố đơn vị, "
-                                                 "`DonViXuLy` không có trong bảng của hồ sơ cấu hình, không có "
-                                                 "MaDinhDanhDV hay `madonvi` / no unit: `MaHoSo` has no unit prefix, "
-                                                 "`DonViXuLy` is not in the profile's table, and neither "
-                                                 "MaDinhDanhDV nor `madonvi` is given")
+        raise RecordError("dvcqg_missing_field", both("dvcqg.refusal.no_unit"))
     handling = named if (named is not None and (p.handling_unit_from_name or prefix is None)) else receiving
     return receiving, handling
 
@@ -323,7 +315,7 @@ def _convert_dossier(record: dict, rec: _Record) -> list[dict]:
     procedure = safe_code(record.get("MaTTHC"))
     if procedure is None and status != 1:
         raise RecordError("dvcqg_missing_field" if absent(record.get("MaTTHC")) else "dvcqg_bad_value",
-                          "thiếu `MaTTHC` hoặc không phải mã thủ tục / `MaTTHC` is missing or not a procedure code")
+                          both("dvcqg.refusal.no_procedure"))
     receiving, handling = _units(record, rec)
     channel = _channel(record, rec)
     if submitted_at is not None and procedure is not None:
@@ -333,8 +325,7 @@ def _convert_dossier(record: dict, rec: _Record) -> list[dict]:
         return rec.events
     if received_at is None:
         if status is not None:
-            raise RecordError("dvcqg_missing_field", f"thiếu `NgayTiepNhan` ở trạng thái {status} / "
-                                                     f"`NgayTiepNhan` is missing for status {status}")
+            raise RecordError("dvcqg_missing_field", both("dvcqg.refusal.no_reception", status=status))
         rec.warn("no `NgayTiepNhan`: the dossier is not received yet")
         return rec.events
 
@@ -347,10 +338,7 @@ def _convert_dossier(record: dict, rec: _Record) -> list[dict]:
         original_due = None
     limit = _limit(record, rec, procedure)
     if original_due is None and limit is None:
-        raise RecordError("dvcqg_missing_field", "không có `NgayHenTra` hay thời hạn giải quyết (`ThoiGianThucHien` + "
-                                                 "`DonViTinh`, hoặc procedure_limits của hồ sơ cấu hình) / neither "
-                                                 "`NgayHenTra` nor a time limit (`ThoiGianThucHien` + `DonViTinh`, "
-                                                 "or the profile's procedure_limits) is given")
+        raise RecordError("dvcqg_missing_field", both("dvcqg.refusal.no_due"))
     fees = _fees(record, rec)
     paid = _payment(record, rec)
     data: dict[str, Any] = {"procedure_code": procedure, "handling_unit_code": handling,

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 __all__ = [
+    "both",
     "DEFAULT_LANG",
     "LANGS",
     "MESSAGES_FILE",
@@ -112,6 +113,12 @@ def t(key: str, lang: str = DEFAULT_LANG, **fmt: Any) -> str:
     except KeyError:
         raise KeyError(f"no message {key!r} in {MESSAGES_FILE.name}") from None
     return text.format(**fmt) if fmt else text
+
+
+def both(key: str, **fmt: Any) -> str:
+    """``key`` in Vietnamese, then in English: for texts that go to a machine and then to whoever reads its log
+    (a sender's refusal, a dead letter), where the reader's language is not known."""
+    return f"{t(key, 'vi', **fmt)} / {t(key, 'en', **fmt)}"
 
 
 # ----------------------------------------------------------------------------------------------- formatting
