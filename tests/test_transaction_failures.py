@@ -1,10 +1,11 @@
 """What the exactly-once runtime remembers of a failed transaction (streams.runtime.transactions), as bookkeeping.
 
 A failed transaction of a partition leaves the committed offset known before it, and whether it carried changelog
-records, for the partition's restoration to tell a transaction the broker half-committed (read again from before
-it) from one that committed rightly without changelog records (nothing read again). The memory must not outlive
-the partition's stay here: a partition fenced, or gone to another worker, and owned again later must not rewind
-to the offset of a failure long past and dead-letter its bad records a second time.
+records, for the partition's restoration: if the broker committed its offset while the table holds none of its
+changelog records, its records are read again from before it (and the log says whether the broker lost changelog
+records or only, perhaps, dead letters). The memory must not outlive the partition's stay here: a partition
+fenced, or gone to another worker, and owned again later must not rewind to the offset of a failure long past and
+dead-letter its bad records a second time.
 """
 
 from __future__ import annotations

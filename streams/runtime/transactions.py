@@ -369,14 +369,19 @@ class TransactionalPath:
             if caught_up:
                 log.warning("partition %s: a transaction the worker saw fail had committed: its %s changelog "
                             "record(s) were written to the local table", p, caught_up)
-            elif had_changelog and before is not None and now is not None and now > before:
-                # Seen on the embedded broker restarted under a transaction in flight: the group's offset moved to
-                # the failed transaction's while none of its changelog records were committed. Its records are
-                # applied again from the offset before it (figures stay exact; a dead letter among them may be
-                # written twice). A failed transaction without changelog records (duplicates, dead letters, a tick's
-                # alerts) that committed all the same moved the offset rightly: nothing is read again.
-                log.error("partition %s: the broker committed offset %s of a transaction whose changelog records it "
-                          "does not hold; reading again from %s", p, now, before)
+            elif before is not None and now is not None and now > before:
+                # The group's offset moved to the failed transaction's while the table holds none of its changelog
+                # records. With changelog records that is the broker's fault (seen on the embedded broker restarted
+                # under a transaction in flight); without, the transaction may well have committed, but its dead
+                # letters and alerts may also be missing on such a broker, and a dead letter lost is worse than one
+                # written twice. Either way its records are applied again from the offset before it (figures stay
+                # exact; a dead letter or alert among them may repeat, none is lost).
+                if had_changelog:
+                    log.error("partition %s: the broker committed offset %s of a transaction whose changelog records "
+                              "it does not hold; reading again from %s", p, now, before)
+                else:
+                    log.warning("partition %s: a failed transaction without changelog records moved the offset to "
+                                "%s; reading again from %s so that none of its outputs can be lost", p, now, before)
                 self.txn.committed[p] = before
             old = self.partitions.pop(p, None)
             if old is not None:
