@@ -15,6 +15,12 @@ from models.calendar import TZ, WorkCalendar
 from models.config import MonitorConfig
 from models.dossier import EPS, Alert, Context, DossierState
 
+#: The states of an open dossier, as its bucket names them without ``open_`` (the read API's ``state`` filter and
+#: the ``state`` label of the open-dossier counts).
+OPEN_STATES = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
+#: The kinds of a dossier alert (``alerts_of``; the ``kind`` of alert records and of their counter).
+ALERT_KINDS = ("due_soon", "overdue", "apology_missing", "repeated_supplement", "second_reschedule")
+
 # ---------------------------------------------------------------------------------------------------------------
 # evaluate: the derived view at an instant
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from models.evaluation import ALERT_KINDS, OPEN_STATES
 from models.index766 import Catalogue, load_catalogue
 
 from monitoring import texts
@@ -23,11 +24,6 @@ from monitoring.panels import (DS, PERCENT_STEPS, REF_IDS, UIDS, _band_mappings,
                                _panel, _period_var, _province_var, _stat, _table, _targets, _text, _thresholds,
                                _timeseries, _unit_var, uid)
 from monitoring.risk import UNIT_INFO
-
-#: The states of an open dossier (``state`` of ``onestop_dossiers_open``) and the kinds of a dossier alert
-#: (``kind`` of ``onestop_alerts_emitted_total``), so legends can name each in the reader's language.
-OPEN_STATES = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
-ALERT_KINDS = ("due_soon", "overdue", "apology_missing", "repeated_supplement", "second_reschedule")
 
 
 def _display_names(names: dict[str, str]) -> list[dict]:

@@ -12,6 +12,8 @@ not written (counts in alerts are small).
 
 from __future__ import annotations
 
+import re
+
 from models.i18n import LANGS, format_number, t
 
 __all__ = ["LANGS", "tr", "word", "name", "pct", "num", "duration", "unit_tmpl", "value_pct", "value_num", "value_count",
@@ -78,8 +80,6 @@ def duration(spec: str, lang: str) -> str:
     keeps the compact ``4h30m``, which is how English-speaking operators write it."""
     if lang != "vi":
         return spec
-    import re
-
     parts = re.findall(r"(\d+)(ms|[ywdhms])", spec)
     if not parts or "".join(n + u for n, u in parts) != spec:
         raise ValueError(f"{spec!r} is not a Prometheus duration such as 4h30m")

@@ -193,20 +193,31 @@ def test_a_deployment_moved_from_exactly_once_to_at_least_once_recovers_and_ends
         kafka_bootstrap, topic_prefix, tmp_path, history) -> None:
     # The changelog written in transactions ends with commit markers; recovery under at-least-once must end at
     # the last committed record all the same instead of waiting for an offset that never comes.
-    lines, expected = history
-    pairs = with_bad(lines, BAD)
-    half = len(pairs) // 2 + 1
     stack = rel.Stack(kafka_bootstrap, tmp_path, prefix=topic_prefix)
     try:
         stack.start("w1")
-        publish(stack, pairs[:half])
-        stack.wait_lag_drained(half, timeout=120)
-        stack.stop("w1")
-        stack.start("w1", env={"ONESTOP_PROCESSING_GUARANTEE": "at_least_once"}, timeout=120)
-        publish(stack, pairs[half:])
-        settle(stack, stack.workers["w1"], expected, len(pairs))
+
+        def switch() -> str:
+            stack.stop("w1")
+            stack.start("w1", env={"ONESTOP_PROCESSING_GUARANTEE": "at_least_once"}, timeout=120)
+            return "w1"
+
+        in_two_halves(stack, history, switch)
     finally:
         stack.close()
+
+
+def in_two_halves(stack: rel.Stack, history, between) -> None:
+    """The history with its bad records in two halves: the first applied and committed, then ``between()`` (which
+    names the worker left to compare), then the second, until that worker's figures equal the oracle's."""
+    lines, expected = history
+    pairs = with_bad(lines, BAD)
+    half = len(pairs) // 2 + 1
+    publish(stack, pairs[:half])
+    stack.wait_lag_drained(half, timeout=120)
+    survivor = between()
+    publish(stack, pairs[half:])
+    settle(stack, stack.workers[survivor], expected, len(pairs))
 
 
 def fence(bootstrap: str, app_id: str, partitions: int = 4) -> None:
@@ -234,19 +245,17 @@ def test_a_worker_whose_producers_were_fenced_while_it_kept_its_partitions_proce
     # across the rebalance would fail their first commit and leave those partitions unprocessed until some later
     # rebalance; every assignment starts them afresh. (The embedded broker never expires a member, so the round is
     # missed by hand here: the ids are fenced while w2 is idle, then w1 leaves and w2 takes every partition.)
-    lines, expected = history
-    pairs = with_bad(lines, BAD)
-    half = len(pairs) // 2 + 1
     stack = rel.Stack(kafka_bootstrap, tmp_path, prefix=topic_prefix)
     try:
         stack.start("w1")
         stack.start("w2")
-        publish(stack, pairs[:half])
-        stack.wait_lag_drained(half, timeout=120)
-        fence(stack.bootstrap, stack.settings.app_id)
-        stack.stop("w1")
-        publish(stack, pairs[half:])
-        settle(stack, stack.workers["w2"], expected, len(pairs))
+
+        def fence_then_leave() -> str:
+            fence(stack.bootstrap, stack.settings.app_id)
+            stack.stop("w1")
+            return "w2"
+
+        in_two_halves(stack, history, fence_then_leave)
         print(assert_outputs_once(stack, BAD))
     finally:
         stack.close()

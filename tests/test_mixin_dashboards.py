@@ -196,7 +196,7 @@ def test_push_creates_the_folder_and_overwrites_each_dashboard(folder_exists: bo
 
 
 def test_legends_name_every_open_state_and_alert_kind_in_the_readers_language():
-    # The dashboards list the states and kinds to translate them; a new one in the runtime must appear there too.
+    # The dashboards name the domain's states and alert kinds; each must be the runtime's and have its words.
     from monitoring import dashboards
     from streams.serve.readapi import OPEN_STATES
 

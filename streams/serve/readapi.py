@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp.web import Response
 from faust import web
 
+from models.evaluation import OPEN_STATES
 from models.i18n import DEFAULT_LANG
 
 from streams.runtime.clock import parse_instant
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 #: The only fields a listed dossier exposes: what an officer needs to act, nothing about the applicant (each item
 #: also carries ``unit_name``, the unit's name in the registry or null).
 ITEM_FIELDS = ("dossier_code", "procedure_code", "due_at", "overdue_working_hours", "state")
-OPEN_STATES = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
 DEFAULT_STATES = ("overdue", "due_soon")
 MAX_PAGE_SIZE = 1000
 
