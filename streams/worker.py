@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streams.runtime.heap import HeapPolicy
 from streams.runtime.janitor import GroupJanitor
 from streams.runtime.clock import Clock, clock_from_settings
 from streams.runtime.security import describe as describe_security
@@ -87,6 +88,8 @@ def run_worker(settings: WorkerSettings, processor: Any = None, clock: Clock | N
     processor = processor if processor is not None else load_processor(settings.processor)
     clock = clock if clock is not None else clock_from_settings(settings)
     app = build_app(settings, processor, clock)
+    # This process is the worker's alone: its long-lived state may leave the collector's full passes.
+    app.onestop_runtime.heap = HeapPolicy(settings.gc_freeze_seconds, settings.gc_full_seconds)
     if janitor is not None:
         _schedule_janitor(app, janitor)
     marker = settings.data_dir / CLEAN_STOP_MARKER

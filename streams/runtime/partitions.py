@@ -292,6 +292,7 @@ class OwnedPartitions:
             self.partitions[p] = state
         if owned - set(self.partitions) == set():
             self.rebuild_seconds = time.monotonic() - started
+            self.heap.settled()  # the loaded state lives on: out of the collector's full passes (streams.runtime.heap)
             self.ready = True
             log.info("ready: owning partitions %s", sorted(self.partitions))
 

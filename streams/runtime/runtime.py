@@ -21,6 +21,7 @@ import faust
 
 
 from streams.runtime.clock import Clock
+from streams.runtime.heap import HeapPolicy
 from streams.runtime.journal import WriteJournal
 from streams.runtime.processor import RecordOutcome  # the runtime's own rejections take the same shape
 from streams.runtime.tallies import PipelineHealth, TallyBook, merge
@@ -73,6 +74,9 @@ class Runtime(TransactionalPath, OwnedPartitions):
         self.health = PipelineHealth()
         self.partitions: dict[int, PartitionState] = {}
         self.ready = False
+        # The process's garbage-collector policy: off here, set by the worker process (streams.worker.run_worker)
+        # and not by the tests and tools that run a runtime inside their own process.
+        self.heap = HeapPolicy(0, 0)
         # Records the agent was handed, rejected ones included: the stall watchdog's sign of life.
         self.records_received = 0
         self.generation = 0
@@ -217,6 +221,7 @@ class Runtime(TransactionalPath, OwnedPartitions):
         """Timer body: bring every owned partition to the clock's now and publish the resulting alerts."""
         if not self.ready:
             return
+        self.heap.tick()
         if self.txn is not None:
             await self._tick_in_transactions()
             return

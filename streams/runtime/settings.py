@@ -87,6 +87,10 @@ class WorkerSettings:
     # Seconds the agent may receive nothing while owned source partitions hold unread records before the worker
     # resumes and re-seeks them (streams.compat.repairs.watch_stalled_source).
     stall_seconds: float = 20.0
+    # Garbage collector (streams.runtime.heap): seconds between freezes of what survived into the permanent
+    # generation (0: CPython's own policy), and between full collections of everything (0: never after start-up).
+    gc_freeze_seconds: float = 10.0
+    gc_full_seconds: float = 3600.0
     # Deterministic time for tests and demos: an ISO-8601 instant (frozen clock) or a file holding one.
     fake_now: str | None = None
     clock_file: Path | None = None
@@ -138,6 +142,8 @@ class WorkerSettings:
             raise ValueError("rocksdb_block_cache_mib, rocksdb_write_buffer_mib and rocksdb_write_buffers must be >= 1")
         if self.session_timeout <= 0 or self.clock_interval <= 0 or self.stall_seconds <= 0:
             raise ValueError("session_timeout, clock_interval and stall_seconds must be > 0")
+        if self.gc_freeze_seconds < 0 or self.gc_full_seconds < 0:
+            raise ValueError("gc_freeze_seconds and gc_full_seconds must be >= 0")
         if self.kafka_security_protocol.upper() not in KAFKA_PROTOCOLS:
             raise ValueError(f"kafka_security_protocol must be one of {KAFKA_PROTOCOLS}, got {self.kafka_security_protocol!r}")
         if self.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:
