@@ -224,3 +224,52 @@ def test_a_unit_is_written_again_when_its_labels_are_learnt() -> None:
     relabelled = render(registry)
     assert b'province=""' not in relabelled and b'level="commune",period="month",province="T99"' in relabelled
     assert relabelled == render(new_registry(rt, process_metrics=False))
+
+
+def _families(text: bytes) -> dict[str, list[str]]:
+    """Exposition lines by family, the HELP and TYPE lines included."""
+    out: dict[str, list[str]] = {}
+    name = None
+    for line in text.decode().splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+        out.setdefault(name, []).append(line)
+    return out
+
+
+@pytest.mark.parametrize("names", [
+    {"onestop_events_processed_total"},                                  # a counter, asked by its sample name
+    {"onestop_events_processed_total", "onestop_worker_ready"},
+    {"onestop_dossiers_received", "onestop_dossiers_open"},              # unit families
+    {"onestop_dossiers_ended_working_seconds", "onestop_tally"},
+    {"onestop_unit_info", "onestop_events_rejected_total"},              # another collector's family too
+    {"no_such_metric"},
+])
+def test_a_scrape_by_name_writes_those_families_as_the_full_scrape_writes_them(names) -> None:
+    registry = new_registry(_Runtime(["T99.U001", "T99.U002"], [0, 3, 17]), process_metrics=True)
+    full = _families(render(registry))
+    some = _families(render(registry, frozenset(names)))
+    assert set(some) == names & set(full)  # a counter's HELP names it with its _total, as its samples
+    for name, lines in some.items():
+        assert lines == full[name]
+
+
+def test_a_scrape_naming_no_unit_family_does_not_build_them(monkeypatch) -> None:
+    from streams.serve.metrics import TALLY_FAMILIES, TallyCollector
+
+    rt = _Runtime(["T99.U001"], [2, 5])
+    registry = new_registry(rt, process_metrics=False)
+    built = {f.name for f in text_string_to_metric_families(render(registry).decode())}
+    made = set(TALLY_FAMILIES)
+    assert made <= built  # every name the collector is told it builds, it builds...
+    health = {m.name for m in TallyCollector(rt)._health_families(rt, rt.clock.now(), current_periods(rt.clock.now()))}
+    assert built - made - {"onestop_unit_info"} == health  # ...and nothing else but the health families
+
+    def refuse(*_args):
+        raise AssertionError("the unit families were built for a scrape that named none")
+
+    monkeypatch.setattr(TallyCollector, "_tally_families", refuse)
+    text = render(registry, frozenset({"onestop_events_processed_total"})).decode()
+    assert "onestop_events_processed_total" in text and "onestop_dossiers_received" not in text
+    with pytest.raises(AssertionError, match="named none"):
+        render(registry, frozenset({"onestop_dossiers_received"}))

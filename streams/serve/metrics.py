@@ -22,7 +22,7 @@ from models.tally import LIVE
 
 from streams.runtime.tallies import PipelineHealth, TallyBook, current_periods
 
-from streams.serve.exposition import Chunk, LabelValues, TextGauge, render
+from streams.serve.exposition import Chunk, LabelValues, NamedRegistry, TextGauge, render
 from streams.serve.units import UnitInfoCollector
 
 __all__ = [
@@ -69,6 +69,14 @@ RENAMED_KEYS = {
 KNOWN_OPEN = ("within", "due_soon", "overdue", "awaiting_supplement", "awaiting_payment")
 KNOWN_OUTCOMES = ("early", "on_time", "late")
 KNOWN_CHANNELS = ("direct", "online", "postal")
+#: The families built from the tallies (``TallyCollector._tally_families``), most of a scrape's cost: a scrape
+#: asking for none of them by name (``?name[]=``) does not build them.
+TALLY_FAMILIES = frozenset({
+    "onestop_dossiers_received", "onestop_dossiers_completed", "onestop_dossiers_open_in_period",
+    "onestop_dossiers_open", *(f"onestop_dossiers_{key}" for key in PLAIN_KEYS),
+    *(name for name, _help in RENAMED_KEYS.values()), "onestop_indicator_numerator",
+    "onestop_indicator_denominator", "onestop_tally",
+})
 
 class RuntimeView(Protocol):
     """What the collector needs from the running worker (implemented by streams.runtime.runtime.Runtime)."""
@@ -117,6 +125,16 @@ class TallyCollector:
         now = rt.clock.now()
         periods = current_periods(now)
         yield from self._tally_families(rt, periods)
+        yield from self._health_families(rt, now, periods)
+
+    def collect_named(self, names: frozenset[str]) -> Iterator[Metric]:
+        """``collect`` for a scrape that names what it wants: the unit families only if it names one of them
+        (``streams.serve.exposition.collect_named`` keeps the named samples)."""
+        rt = self.runtime
+        now = rt.clock.now()
+        periods = current_periods(now)
+        if not names.isdisjoint(TALLY_FAMILIES):
+            yield from self._tally_families(rt, periods)
         yield from self._health_families(rt, now, periods)
 
     # -- figures ------------------------------------------------------------------------------------------------
@@ -314,7 +332,7 @@ def _labelled(cls: type, name: str, help_: str, label: str, values: Mapping[str,
 
 def new_registry(runtime: RuntimeView, *, process_metrics: bool = True) -> CollectorRegistry:
     """A registry of our own, so nothing registered globally by libraries leaks into /metrics."""
-    registry = CollectorRegistry(auto_describe=False)
+    registry = NamedRegistry()
     registry.register(TallyCollector(runtime))
     registry.register(UnitInfoCollector(runtime))  # onestop_unit_info: names to join on in PromQL
     if process_metrics:

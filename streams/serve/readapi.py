@@ -146,7 +146,10 @@ def register(app: Any, runtime: Any, registry: Any, figures_extensions: Any = ()
     async def metrics(self: web.View, request: web.Request) -> Response:
         if guard_metrics and (denied := refused(request)) is not None:
             return denied
-        return _raw(render(registry), CONTENT_TYPE_LATEST)
+        # ``name[]=...`` (as Prometheus clients take it): only those samples, and none of the unit families built
+        # unless one is named, so a probe of the event counter costs the worker next to nothing.
+        names = request.query.getall("name[]", None)
+        return _raw(render(registry, frozenset(names) if names else None), CONTENT_TYPE_LATEST)
 
     @app.page("/healthz")
     async def healthz(self: web.View, request: web.Request) -> Response:
