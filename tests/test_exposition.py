@@ -273,3 +273,35 @@ def test_a_scrape_naming_no_unit_family_does_not_build_them(monkeypatch) -> None
     assert "onestop_events_processed_total" in text and "onestop_dossiers_received" not in text
     with pytest.raises(AssertionError, match="named none"):
         render(registry, frozenset({"onestop_dossiers_received"}))
+
+
+def test_every_collector_of_the_worker_exports_only_what_its_declared_families_say() -> None:
+    # A scrape by name skips a collector whose FAMILIES (or library namespace) cannot match; a family outside
+    # its declaration would silently vanish from such scrapes.
+    from prometheus_client.gc_collector import GCCollector
+    from prometheus_client.process_collector import ProcessCollector
+
+    from streams.serve.exposition import _LIBRARY_PREFIXES, _may_export
+
+    registry = new_registry(_Runtime(["T99.U001"], [1, 2]), process_metrics=True)
+    kinds = set()
+    for collector in registry.collectors():
+        kinds.add(type(collector))
+        for metric in collector.collect():
+            for sample in metric.samples:
+                assert _may_export(collector, frozenset({sample.name})), (type(collector).__name__, sample.name)
+        families = getattr(collector, "FAMILIES", None)
+        if families is not None:
+            assert not _may_export(collector, frozenset({"onestop_events_processed_total", "process_open_fds"}))
+    assert {ProcessCollector, GCCollector} <= kinds and {k for k, _ in _LIBRARY_PREFIXES} <= kinds
+
+
+def test_the_risk_collector_declares_every_family_it_writes() -> None:
+    import re
+    from pathlib import Path
+
+    from streams.serve.risk import RiskCollector
+
+    source = Path(__file__).resolve().parents[1] / "streams" / "serve" / "risk.py"
+    written = set(re.findall(r'MetricFamily\(\s*"(onestop_[a-z_]+)"', source.read_text()))
+    assert written and written == set(RiskCollector.FAMILIES)

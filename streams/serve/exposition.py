@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
@@ -208,7 +210,24 @@ def collect_named(registry: Any, names: frozenset[str]) -> Iterator[Metric]:
         return
     for collector in registry.collectors():
         named = getattr(collector, "collect_named", None)
-        yield from _restrict(named(names) if named is not None else collector.collect(), names)
+        if named is not None:
+            yield from _restrict(named(names), names)
+        elif _may_export(collector, names):
+            yield from _restrict(collector.collect(), names)
+
+
+def _may_export(collector: Any, names: frozenset[str]) -> bool:
+    """False only when the collector cannot have any of ``names``: it declares its families (``FAMILIES``), or it
+    is one of prometheus-client's process and GC collectors, whose names all start with their namespace. A sample
+    is named after its family, or the family and a suffix (``_total``, ``_created``, ``_sum``...)."""
+    families = getattr(collector, "FAMILIES", None)
+    if families is not None:
+        return any(name in families or name.rpartition("_")[0] in families for name in names)
+    prefix = next((p for kind, p in _LIBRARY_PREFIXES if isinstance(collector, kind)), None)
+    return prefix is None or any(name.startswith(prefix) for name in names)
+
+
+_LIBRARY_PREFIXES = ((ProcessCollector, "process_"), (GCCollector, "python_gc_"))
 
 
 def _restrict(metrics: Iterable[Metric], names: frozenset[str]) -> Iterator[Metric]:

@@ -225,6 +225,10 @@ class OfficialFigures:
 class RiskCollector:
     """The at-risk, forecast and official families, from the last scan and the official files."""
 
+    #: What ``collect`` can export (a scrape by name skips this collector when it names none of them).
+    FAMILIES = frozenset({"onestop_dossiers_at_risk", "onestop_forecast_late_dossiers", "onestop_official_numerator",
+                          "onestop_official_denominator", "onestop_official_figures_loaded_timestamp_seconds"})
+
     def __init__(self, service: RiskService, official: OfficialFigures,
                  now: Callable[[], datetime] | None = None) -> None:
         self.service = service

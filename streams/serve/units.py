@@ -81,6 +81,8 @@ def info_rows(registry: UnitRegistry, known: Mapping[str, Mapping[str, Any]], wh
 class UnitInfoCollector:
     """``onestop_unit_info``, computed at scrape time from the registry in force and the units with figures."""
 
+    FAMILIES = frozenset({INFO_METRIC})  # a scrape by name skips this collector unless it names it
+
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
 
