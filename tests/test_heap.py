@@ -100,7 +100,7 @@ def test_negative_intervals_are_refused(freeze, full) -> None:
 def test_the_settings_reach_the_policy_from_the_environment() -> None:
     s = WorkerSettings.from_env({"ONESTOP_GC_FREEZE_SECONDS": "2.5", "ONESTOP_GC_FULL_SECONDS": "0"})
     assert (s.gc_freeze_seconds, s.gc_full_seconds) == (2.5, 0.0)
-    assert (WorkerSettings().gc_freeze_seconds, WorkerSettings().gc_full_seconds) == (10.0, 3600.0)
+    assert (WorkerSettings().gc_freeze_seconds, WorkerSettings().gc_full_seconds) == (1.0, 3600.0)
 
 
 REAL_HEAP = textwrap.dedent("""

@@ -89,7 +89,7 @@ class WorkerSettings:
     stall_seconds: float = 20.0
     # Garbage collector (streams.runtime.heap): seconds between freezes of what survived into the permanent
     # generation (0: CPython's own policy), and between full collections of everything (0: never after start-up).
-    gc_freeze_seconds: float = 10.0
+    gc_freeze_seconds: float = 1.0
     gc_full_seconds: float = 3600.0
     # Deterministic time for tests and demos: an ISO-8601 instant (frozen clock) or a file holding one.
     fake_now: str | None = None
