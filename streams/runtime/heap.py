@@ -45,7 +45,6 @@ class HeapPolicy:
         #: How long the last full collection stopped the worker (seconds), and how many ran; for the log and tests.
         self.last_full_seconds: float | None = None
         self.full_collections = 0
-        self.freezes = 0
 
     @property
     def enabled(self) -> bool:
@@ -71,7 +70,6 @@ class HeapPolicy:
             self._gc.collect(1)
             self._gc.freeze()
             self._frozen_at = now
-            self.freezes += 1
 
     def _full(self) -> None:
         started = self._monotonic()
@@ -82,6 +80,5 @@ class HeapPolicy:
         self._full_at = self._frozen_at = now
         self.last_full_seconds = now - started
         self.full_collections += 1
-        self.freezes += 1
         log.info("full garbage collection: %s objects freed in %.3f s; %s objects frozen", freed,
                  self.last_full_seconds, self._gc.get_freeze_count())

@@ -121,19 +121,18 @@ class TallyCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        rt = self.runtime
-        now = rt.clock.now()
-        periods = current_periods(now)
-        yield from self._tally_families(rt, periods)
-        yield from self._health_families(rt, now, periods)
+        return self._collect(units=True)
 
     def collect_named(self, names: frozenset[str]) -> Iterator[Metric]:
         """``collect`` for a scrape that names what it wants: the unit families only if it names one of them
         (``streams.serve.exposition.collect_named`` keeps the named samples)."""
+        return self._collect(units=not names.isdisjoint(TALLY_FAMILIES))
+
+    def _collect(self, *, units: bool) -> Iterator[Metric]:
         rt = self.runtime
         now = rt.clock.now()
         periods = current_periods(now)
-        if not names.isdisjoint(TALLY_FAMILIES):
+        if units:
             yield from self._tally_families(rt, periods)
         yield from self._health_families(rt, now, periods)
 
