@@ -415,25 +415,47 @@ def points_in_play(states_or_views: Iterable[DossierState | View], ctx: Context,
 # --------------------------------------------------------------------------------------------------- forecast
 
 
-def _lateness_rates(p: _Prepared) -> dict[str | None, dict[str, dict]]:
-    """{province: {procedure: {ended, late, rate}, "*": all procedures}} over the period's ended population."""
+_ENDED = ("ended_early", "ended_on_time", "ended_late")
+
+
+def ended_key(v: View, at: datetime, period: str) -> tuple | None:
+    """``(unit, province of the view, procedure, late)`` of a dossier that counts in the lateness rates (ended by
+    ``at`` and counted in the period's population exactly as the tallies count it, carry-over rule included)."""
+    if v.is_open or v.end_at > at:
+        return None
+    c = contribution(v, at)
+    buckets = [m for m in _ENDED if c.get((v.unit_code, period, m))]
+    if not buckets:
+        return None
+    return (v.unit_code, v.province_code, v.procedure_code, buckets[0] == "ended_late")
+
+
+def group_key(c: _Candidate) -> tuple:
+    """What the forecast and the at-risk counts read of a candidate: dossiers with the same key are counted
+    together, so a pass over the table keeps one integer per key instead of one record per dossier."""
+    v = c.view
+    return (v.unit_code, v.procedure_code, tuple(sorted(c.delta.items())), c.due_soon, c.next_working_day)
+
+
+def counted(keys: Iterable[tuple | None]) -> dict[tuple, int]:
+    out: dict[tuple, int] = {}
+    for k in keys:
+        if k is not None:
+            out[k] = out.get(k, 0) + 1
+    return out
+
+
+def lateness_rates(ended: Mapping[tuple, int], meta: Mapping[str, tuple[str | None, str | None]]
+                   ) -> dict[str | None, dict[str, dict]]:
+    """{province: {procedure: {ended, late, rate}, "*": all procedures}} from ``ended_key`` counts."""
     counts: dict[str | None, dict[str, list[int]]] = {}
-    ended = ("ended_early", "ended_on_time", "ended_late")
-    for v in p.views:
-        if v.is_open or v.end_at > p.at:
-            continue
-        # Counted in the period's population exactly as the tallies count it (carry-over rule included).
-        c = contribution(v, p.at)
-        buckets = [m for m in ended if c.get((v.unit_code, p.period, m))]
-        if not buckets:
-            continue
-        province = p.meta.get(v.unit_code, (None, v.province_code))[1]
-        late = buckets[0] == "ended_late"
+    for (unit, view_province, procedure, late), n in ended.items():
+        province = meta.get(unit, (None, view_province))[1]
         per = counts.setdefault(province, {})
-        for key in (v.procedure_code, "*"):
+        for key in (procedure, "*"):
             row = per.setdefault(key, [0, 0])
-            row[0] += 1
-            row[1] += late
+            row[0] += n
+            row[1] += n if late else 0
     return {prov: {k: {"ended": n, "late": k_late, "rate": k_late / n} for k, (n, k_late) in sorted(per.items())}
             for prov, per in counts.items()}
 
@@ -453,9 +475,9 @@ def _band_doc(band: Mapping | None) -> dict | None:
     return {**band, "name_en": BAND_NAMES_EN.get(band["code"], band["code"])}
 
 
-def _scenario(p: _Prepared, tallies: Mapping[str, float], level: str | None, moved: float,
+def _scenario(catalogue: Catalogue, on, tallies: Mapping[str, float], level: str | None, moved: float,
               affected: list[Indicator], delta: Mapping[str, float]) -> dict:
-    doc = score_unit(tallies, level, p.catalogue, p.on)
+    doc = score_unit(tallies, level, catalogue, on)
     ind = doc["indicators"]
     return {
         "total": doc["total"],
@@ -471,52 +493,62 @@ def _scenario(p: _Prepared, tallies: Mapping[str, float], level: str | None, mov
 
 
 def _forecast(p: _Prepared) -> dict:
-    rates = _lateness_rates(p)
+    return forecast_doc(p.period, p.at, p.catalogue, p.tallies, p.meta, p.provinces,
+                        lateness_rates(counted(ended_key(v, p.at, p.period) for v in p.views), p.meta),
+                        counted(group_key(c) for c in p.candidates))
+
+
+def forecast_doc(period: str, at: datetime, catalogue: Catalogue, tallies: Mapping[str, Mapping[str, float]],
+                 meta: Mapping[str, tuple[str | None, str | None]], provinces: Mapping[str, Mapping[str, float]],
+                 rates: Mapping[str | None, Mapping[str, dict]], groups: Mapping[tuple, int]) -> dict:
+    """The forecast document from the candidates counted by ``group_key`` and the lateness ``rates``."""
+    on = parse_period(period)[0].date()
     acc: dict[tuple[str, str], dict] = {}  # ("unit"|"province", code) -> accumulators
 
     def slot(kind: str, code: str) -> dict:
         return acc.setdefault((kind, code), {"soon": {}, "rate": {}, "n_soon": 0, "n_rate": 0.0, "n": 0})
 
-    for c in p.candidates:
-        unit = c.view.unit_code
-        province = p.meta.get(unit, (None, None))[1]
-        r, _basis = _rate_for(rates, province, c.view.procedure_code)
+    # In key order, so that sums of rates (floats) do not depend on the order the dossiers were read in.
+    for (unit, procedure, delta, due_soon, _next_day), m in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+        province = meta.get(unit, (None, None))[1]
+        r, _basis = _rate_for(rates, province, procedure)
         targets = [slot("unit", unit)] + ([slot("province", province)] if province else [])
         for s in targets:
-            s["n"] += 1
-            if c.due_soon:
-                s["n_soon"] += 1
-                for k, n in c.delta.items():
-                    s["soon"][k] = s["soon"].get(k, 0) + n
+            s["n"] += m
+            if due_soon:
+                s["n_soon"] += m
+                for k, n in delta:
+                    s["soon"][k] = s["soon"].get(k, 0) + m * n
             if r:
-                s["n_rate"] += r
-                for k, n in c.delta.items():
-                    s["rate"][k] = s["rate"].get(k, 0) + r * n
+                s["n_rate"] += r * m
+                for k, n in delta:
+                    s["rate"][k] = s["rate"].get(k, 0) + r * m * n
 
     def block(kind: str, code: str, level: str | None, province: str | None, tallies: Mapping[str, float]) -> dict:
         s = acc.get((kind, code)) or {"soon": {}, "rate": {}, "n_soon": 0, "n_rate": 0.0, "n": 0}
         keys = set(s["soon"]) | set(s["rate"]) | {"on_time"}
-        affected = _affected(p.catalogue, p.on, level, keys)
+        affected = _affected(catalogue, on, level, keys)
         return {
             "level": level,
             "province": province,
             "dossiers_at_risk": s["n"],
-            "on_time_all": _scenario(p, tallies, level, 0, affected, {}),
-            "due_soon_late": _scenario(p, _added(tallies, s["soon"]), level, s["n_soon"], affected, s["soon"]),
-            "current_rate": _scenario(p, _added(tallies, s["rate"]), level, s["n_rate"], affected, s["rate"]),
+            "on_time_all": _scenario(catalogue, on, tallies, level, 0, affected, {}),
+            "due_soon_late": _scenario(catalogue, on, _added(tallies, s["soon"]), level, s["n_soon"], affected,
+                                       s["soon"]),
+            "current_rate": _scenario(catalogue, on, _added(tallies, s["rate"]), level, s["n_rate"], affected,
+                                      s["rate"]),
             "method": METHOD,
         }
 
-    units = {u: block("unit", u, *p.meta.get(u, (None, None)), t) for u, t in sorted(p.tallies.items())}
-    provinces = {pr: block("province", pr, "province", pr, t) for pr, t in sorted(p.provinces.items())}
-    start, end = parse_period(p.period)
+    units = {u: block("unit", u, *meta.get(u, (None, None)), t) for u, t in sorted(tallies.items())}
+    by_province = {pr: block("province", pr, "province", pr, t) for pr, t in sorted(provinces.items())}
     return {
-        "period": p.period,
-        "period_end": end.isoformat(),
-        "at": p.at.isoformat(),
-        "catalogue": f"{p.catalogue.catalogue_id}:{p.catalogue.version}",
+        "period": period,
+        "period_end": parse_period(period)[1].isoformat(),
+        "at": at.isoformat(),
+        "catalogue": f"{catalogue.catalogue_id}:{catalogue.version}",
         "units": units,
-        "provinces": provinces,
+        "provinces": by_province,
         "lateness_rates": {str(k): v for k, v in sorted(rates.items(), key=lambda kv: str(kv[0]))},
         "method": METHOD,
     }

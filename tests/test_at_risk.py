@@ -218,6 +218,19 @@ def test_forecast_counts_the_worker_exports_rebuild_every_moved_indicator():
         assert (today["total"] + moved) * 100 / known == pytest.approx(b["total_estimated"])
 
 
+def test_alike_open_dossiers_are_forecast_each():
+    """Three open dossiers alike (one unit, procedure and due: counted as one key of three) at a lateness rate of
+    0.5: 1.5 expected late, 3 due soon, as if taken one by one."""
+    lines = on_time("D-1") + on_time("D-2") + late("D-4") + late("D-5")
+    lines += sum((open_(f"D-3{i}", due="2026-03-11 10:00") for i in range(3)), [])
+    rep, ctx = run(lines)
+    u = forecast(rep.states.values(), ctx, PERIOD, AT)["units"]["T01.S01"]
+    assert u["dossiers_at_risk"] == 3
+    assert u["due_soon_late"]["late_added"] == 3 and u["due_soon_late"]["numerator_removed"]["2.1"] == 3.0
+    assert u["current_rate"]["late_added"] == 1.5 and u["current_rate"]["numerator_removed"]["2.1"] == 1.5
+    assert u["current_rate"]["score_2_1"] == pytest.approx(20 * (5 - 1.5) / 7)
+
+
 def test_forecast_with_nothing_ended_uses_rate_zero():
     rep, ctx = run(open_("D-1") + open_("D-2"))
     u = forecast(rep.states.values(), ctx, PERIOD, AT)["units"]["T01.S01"]

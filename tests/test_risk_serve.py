@@ -55,10 +55,14 @@ class FakeRuntime:
         return out
 
 
-@pytest.fixture(scope="module")
-def replayed():
+def replayed_sample():
     ctx = Context(now=NOW, calendar=WorkCalendar.default())
     return replay(iter_lines(str(SAMPLE_FILE)), ctx), ctx
+
+
+@pytest.fixture(scope="module")
+def replayed():
+    return replayed_sample()
 
 
 def test_unit_records_equal_the_batch_records(replayed):
@@ -95,6 +99,43 @@ def test_a_scrape_reuses_the_last_scan_until_it_is_old(replayed):
         assert runtime.scans == 2
 
     asyncio.run(run())
+
+
+def test_a_long_scan_is_reused_longer_so_scans_take_at_most_their_share():
+    """A scan that took 10 s (a large table) with share 0.2 is reused for 40 s, not 15: scans then take at most a
+    fifth of the worker's time, however many dossiers it holds."""
+    rep, ctx = replayed_sample()
+    clock = [0.0]
+    runtime = FakeRuntime(rep, ctx)
+    scan_views = runtime.views
+
+    async def slow_views(keep, make):
+        clock[0] += 10.0
+        return await scan_views(keep, make)
+
+    runtime.views = slow_views
+    service = RiskService(runtime, max_age=15.0, monotonic=lambda: clock[0], share=0.2)
+
+    async def run() -> None:
+        scan = await service.scan()
+        assert scan.seconds == 10.0 and service.interval(scan) == 40.0
+        assert scan.summary.counts and scan.summary.dossiers == len(runtime.stored)
+        for at, scans in ((scan.taken + 39.0, 1), (scan.taken + 40.0, 2)):
+            clock[0] = at
+            service.cached()
+            await asyncio.sleep(0.01)
+            assert runtime.scans == scans, at
+
+    asyncio.run(run())
+
+
+def test_the_scan_share_is_a_setting():
+    from streams.runtime.settings import WorkerSettings
+
+    assert WorkerSettings.from_env({"ONESTOP_RISK_SCAN_SHARE": "0.5"}).risk_scan_share == 0.5
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="risk_scan_share"):
+            WorkerSettings(risk_scan_share=bad)
 
 
 def test_official_figures_are_read_again_when_the_file_changes(tmp_path):

@@ -110,6 +110,10 @@ def test_worker_at_risk_equals_the_batch_oracle(worker, oracle):
 
     # /figures: the forecast block equals the oracle's
     forecast = worker.get_json(f"/figures?period={PERIOD}")["forecast"]
+    bare = worker.get_json(f"/figures?period={PERIOD}&forecast=0")  # the figures alone, no scan of the table
+    assert "forecast" not in bare and bare["units"] == want["units"]
+    status, body = worker.get(f"/figures?period={PERIOD}&forecast=maybe")
+    assert status == 400 and "forecast" in json.loads(body)["error"]
     assert forecast["units"] == oracle["forecast"]["units"]
     assert forecast["provinces"] == oracle["forecast"]["provinces"]
 

@@ -13,6 +13,7 @@ import inspect
 import itertools
 import json
 import logging
+import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,13 @@ from streams.runtime.settings import WorkerSettings
 from streams.runtime.stored_schedule import StoredAnnouncements, announcements_path, clear_abandoned
 
 
-from streams.runtime.partitions import SCAN_YIELD_EVERY, SCHEDULE_DIR, OwnedPartitions, PartitionState, _decode_key
+from streams.runtime.partitions import SCHEDULE_DIR, OwnedPartitions, PartitionState, _decode_key
 from streams.runtime.transactions import TransactionalPath, Transactions
+
+#: A scan of the table (``Runtime.views``) yields to the loop after this much work, checking the time every
+#: ``SCAN_CHECK_EVERY`` dossiers.
+SCAN_SLICE_SECONDS = 0.02
+SCAN_CHECK_EVERY = 50
 
 __all__ = ["DLQ_MAX_KEY_BYTES", "DLQ_MAX_VALUE_BYTES", "Runtime", "encode_alert"]
 
@@ -177,12 +183,14 @@ class Runtime(TransactionalPath, OwnedPartitions):
         true.
 
         Scans the table (RocksDB iterators read a snapshot, the memory store a copied key list), yielding to the
-        loop now and then so a large scan never stalls the agent or heartbeats.
+        loop after every ``SCAN_SLICE_SECONDS`` of work so a large scan never stalls the agent or heartbeats for
+        longer, however much ``make`` costs per dossier (2,000 dossiers of the at-risk scan took ~130 ms).
         """
         now = self.now()
         dossier_view = make or self.processor.dossier_view
         out: list[dict] = []
         n = 0
+        slice_began = time.monotonic()
         for p in sorted(self.partitions):
             state = self.partitions.get(p)
             if state is None:
@@ -192,8 +200,9 @@ class Runtime(TransactionalPath, OwnedPartitions):
                 if view is not None and keep(view):
                     out.append(view)
                 n += 1
-                if n % SCAN_YIELD_EVERY == 0:
+                if n % SCAN_CHECK_EVERY == 0 and time.monotonic() - slice_began >= SCAN_SLICE_SECONDS:
                     await asyncio.sleep(0)
+                    slice_began = time.monotonic()
         return out
 
     # -- the deadline clock ------------------------------------------------------------------------------------

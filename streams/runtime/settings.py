@@ -91,6 +91,9 @@ class WorkerSettings:
     # generation (0: CPython's own policy), and between full collections of everything (0: never after start-up).
     gc_freeze_seconds: float = 1.0
     gc_full_seconds: float = 3600.0
+    # Largest share of the worker's time the background at-risk scan may take (streams.serve.risk): a scan that took
+    # s seconds is reused by scrapes for max(15 s, s * (1 - share) / share).
+    risk_scan_share: float = 0.2
     # Deterministic time for tests and demos: an ISO-8601 instant (frozen clock) or a file holding one.
     fake_now: str | None = None
     clock_file: Path | None = None
@@ -144,6 +147,8 @@ class WorkerSettings:
             raise ValueError("session_timeout, clock_interval and stall_seconds must be > 0")
         if self.gc_freeze_seconds < 0 or self.gc_full_seconds < 0:
             raise ValueError("gc_freeze_seconds and gc_full_seconds must be >= 0")
+        if not 0 < self.risk_scan_share <= 1:
+            raise ValueError("risk_scan_share must be > 0 and <= 1")
         if self.kafka_security_protocol.upper() not in KAFKA_PROTOCOLS:
             raise ValueError(f"kafka_security_protocol must be one of {KAFKA_PROTOCOLS}, got {self.kafka_security_protocol!r}")
         if self.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:

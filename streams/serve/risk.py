@@ -30,7 +30,8 @@ from aiohttp.web import Response
 from faust import web
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from models.at_risk import forecast_from_tallies, risk_records, risk_sums
+from models.at_risk import risk_records, risk_sums
+from models.at_risk_pass import HORIZONS, RiskPass, RiskSummary
 from models.dossier import decode_state
 from models.evaluation import View, evaluate
 from models.i18n import DEFAULT_LANG, csv_bytes, t
@@ -41,13 +42,15 @@ from streams.runtime.tallies import current_periods
 from streams.serve.readapi import MAX_PAGE_SIZE, BadRequest, parse_int
 from streams.serve.units import parse_lang
 
-__all__ = ["CSV_COLUMNS", "SCAN_MAX_AGE", "OfficialFigures", "RiskCollector", "RiskService", "register"]
+__all__ = ["CSV_COLUMNS", "SCAN_MAX_AGE", "SCAN_SHARE", "OfficialFigures", "RiskCollector", "RiskService", "register"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a scrape reuses the last scan of the table.
 SCAN_MAX_AGE = 15.0
-HORIZONS = ("all", "next_working_day")
+#: At most this share of the worker's time goes to scans: a scan that took s seconds is reused for at least
+#: s * (1 - SCAN_SHARE) / SCAN_SHARE seconds (setting ``risk_scan_share``).
+SCAN_SHARE = 0.2
 SCENARIOS = ("due_soon_late", "current_rate")
 OFFICIAL_SUFFIXES = (".json", ".csv")
 
@@ -64,22 +67,24 @@ CSV_COLUMNS = (
 
 @dataclass
 class Scan:
-    """One scan of the table: the current month's records and forecast at ``at``."""
+    """One scan of the table: the current month's at-risk counts and forecast at ``at``."""
 
     at: datetime
     period: str
-    records: list[dict]
-    forecast: dict
-    taken: float  # monotonic seconds
+    summary: RiskSummary
+    taken: float  # monotonic seconds, when it ended
+    seconds: float  # how long it took
 
 
 class RiskService:
-    """Scans the owned dossiers and scores them with ``models.at_risk`` on this worker's tallies."""
+    """Scans the owned dossiers and scores them with ``models.at_risk`` on this worker's tallies: the records of
+    one unit when the read API asks, the counts of all (``models.at_risk_pass``) for scrapes and ``/figures``."""
 
     def __init__(self, runtime: Any, max_age: float = SCAN_MAX_AGE,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, share: float = SCAN_SHARE) -> None:
         self.runtime = runtime
         self.max_age = max_age
+        self.share = share
         self.monotonic = monotonic
         self.last: Scan | None = None
         self._task: asyncio.Task | None = None
@@ -96,62 +101,73 @@ class RiskService:
         meta = getattr(self.runtime.processor, "unit_meta", {}) or {}
         return {u: (m.get("level"), m.get("province")) for u, m in meta.items()}
 
-    async def _views(self, at: datetime, keep: Callable[[View], bool], unit: str | None = None) -> list[View]:
-        ctx = self.runtime.processor.context(at)
-
-        def make(stored: bytes, _now: datetime) -> View | None:
-            state = decode_state(stored)
-            if unit is not None and (state.reception is None or state.reception.handling_unit_code != unit):
-                return None  # not this unit's: not evaluated
-            return evaluate(state, ctx)
-
-        return await self.runtime.views(keep, make)
-
-    def _score(self, views: list[View], tallies: dict, period: str, at: datetime) -> tuple[list[dict], Any]:
-        processor = self.runtime.processor
-        per_unit = unit_period_tallies(tallies, period)
-        args = (per_unit, self._meta(), period, at, processor.catalogue)
-        return risk_records(views, *args, ctx=processor.context(at)), args
-
     async def unit_records(self, unit: str, period: str) -> tuple[datetime, list[dict]]:
-        """The at-risk records of one unit's open dossiers held here, at the worker's now."""
+        """The at-risk records of one unit's open dossiers held here, at the worker's now (only that unit's
+        dossiers are evaluated and kept)."""
         at = self.runtime.now()
         if not self.supported:
             return at, []
-        views = await self._views(at, lambda v: v.is_open, unit)
-        records, _ = self._score(views, self.runtime.all_tallies(), period, at)
+        processor = self.runtime.processor
+        ctx = processor.context(at)
+
+        def make(stored: bytes, _now: datetime) -> View | None:
+            state = decode_state(stored)
+            if state.reception is None or state.reception.handling_unit_code != unit:
+                return None  # not this unit's: not evaluated
+            return evaluate(state, ctx)
+
+        views = await self.runtime.views(lambda v: v.is_open, make)
+        records = risk_records(views, unit_period_tallies(self.runtime.all_tallies(), period), self._meta(), period,
+                               at, processor.catalogue, ctx=ctx)
         return at, [r for r in records if r["unit"] == unit]
 
-    async def period_views(self, period: str, at: datetime) -> list[View]:
-        """Open dossiers and those that ended in the period (the forecast's lateness rates read the ended ones)."""
-        start, _end = parse_period(period)
-        return await self._views(at, lambda v: v.is_open or v.end_at >= start)
+    async def _pass(self, period: str, at: datetime) -> RiskPass:
+        """Every owned dossier through a ``RiskPass``, one at a time (no list of views is kept)."""
+        ctx = self.runtime.processor.context(at)
+        counted = RiskPass(period, at)
+
+        def add(stored: bytes, _now: datetime) -> None:
+            view = evaluate(decode_state(stored), ctx)
+            if view is not None:
+                counted.add(view)
+
+        await self.runtime.views(lambda _v: False, add)
+        return counted
 
     async def figures_forecast(self, doc: dict, tallies: dict, period: str, at: datetime) -> None:
         """Add the ``forecast`` block to a ``/figures`` document scored from ``tallies`` at ``at``."""
         if not self.supported:
             return
-        views = await self.period_views(period, at)
-        processor = self.runtime.processor
-        doc["forecast"] = forecast_from_tallies(views, unit_period_tallies(tallies, period), self._meta(), period,
-                                                at, processor.catalogue, processor.context(at))
+        counted = await self._pass(period, at)
+        summary = counted.summary(unit_period_tallies(tallies, period), self._meta(), self.runtime.processor.catalogue)
+        doc["forecast"] = summary.forecast
 
     async def scan(self) -> Scan:
+        started = self.monotonic()
         at = self.runtime.now()
         period = current_periods(at)["month"]
-        views = await self.period_views(period, at)
-        records, args = self._score(views, self.runtime.all_tallies(), period, at)
-        fc = forecast_from_tallies(views, *args, ctx=self.runtime.processor.context(at))
-        self.last = Scan(at, period, records, fc, self.monotonic())
+        counted = await self._pass(period, at)
+        summary = counted.summary(unit_period_tallies(self.runtime.all_tallies(), period), self._meta(),
+                                  self.runtime.processor.catalogue)
+        ended = self.monotonic()
+        self.last = Scan(at, period, summary, ended, ended - started)
+        if self.last.seconds > self.max_age * self.share:
+            log.info("the at-risk scan of %d dossiers took %.1f s; the next one in %.0f s at the earliest",
+                     summary.dossiers, self.last.seconds, self.interval(self.last))
         return self.last
+
+    def interval(self, last: Scan) -> float:
+        """Seconds from the end of a scan to the next: ``max_age``, or longer when scans take more than ``share``
+        of the worker's time (a scan of a million dossiers takes about a minute)."""
+        return max(self.max_age, last.seconds * (1 - self.share) / self.share)
 
     # -- for the scrape -----------------------------------------------------------------------------------------
     def cached(self) -> Scan | None:
-        """The last scan; starts the next one in the background when it is older than ``max_age``."""
+        """The last scan; starts the next one in the background when it is older than ``interval``."""
         last = self.last
         if not self.supported:
             return None
-        if last is None or self.monotonic() - last.taken >= self.max_age:
+        if last is None or self.monotonic() - last.taken >= self.interval(last):
             self._refresh()
         return self.last
 
@@ -264,16 +280,9 @@ class RiskCollector:
             "dissatisfied).",
             labels=["unit", "province", "level", "indicator", "scenario"])
         if scan is not None:
-            counts: dict[tuple[str, str, str], int] = {}
-            by_level: dict[str, set[str]] = {}
-            for r in scan.records:
-                by_level.setdefault(str(r.get("level") or ""), set()).update(r["indicators"])
-                for ind in r["indicators"]:
-                    for horizon in HORIZONS:
-                        if horizon == "all" or r["due_within_next_working_day"]:
-                            key = (r["unit"], ind, horizon)
-                            counts[key] = counts.get(key, 0) + 1
-            for unit, block in scan.forecast["units"].items():
+            counts = dict(scan.summary.counts)
+            by_level = scan.summary.indicators_by_level
+            for unit, block in scan.summary.forecast["units"].items():
                 labels = self._labels(unit, cache)
                 for ind in sorted(by_level.get(str(block.get("level") or ""), ())):
                     for horizon in HORIZONS:
@@ -369,7 +378,7 @@ def csv_rows(records: list[dict], lang: str) -> Iterator[list]:
 def register(app: Any, runtime: Any, registry: Any) -> RiskService:
     """Attach the at-risk views and add the scrape-time collector to ``registry``; returns the service, whose
     ``figures_forecast`` the ``/figures`` view calls."""
-    service = RiskService(runtime)
+    service = RiskService(runtime, share=getattr(runtime.settings, "risk_scan_share", SCAN_SHARE))
     official = OfficialFigures(getattr(runtime.settings, "official_figures", None))
     official.refresh()
     registry.register(RiskCollector(service, official))
