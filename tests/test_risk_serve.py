@@ -91,6 +91,9 @@ def test_a_scrape_reuses_the_last_scan_until_it_is_old(replayed):
         assert first["onestop_dossiers_at_risk"].samples == [] and runtime.scans == 1
         second = await scrape()
         assert second["onestop_dossiers_at_risk"].samples and runtime.scans == 1
+        assert first["onestop_at_risk_scan_timestamp_seconds"].samples == []  # no scan yet: no age to tell
+        assert second["onestop_at_risk_scan_timestamp_seconds"].samples[0].value == NOW.timestamp()
+        assert second["onestop_at_risk_scan_duration_seconds"].samples[0].value == 0.0  # the injected clock stood
         clock[0] = 10.0
         await scrape()
         assert runtime.scans == 1  # within 15 s: the table is not scanned again

@@ -134,3 +134,5 @@ def test_worker_at_risk_equals_the_batch_oracle(worker, oracle):
                 for s in families["onestop_official_denominator"].samples}
     assert official[("T99.S02", "2.1", "month")] == 23  # the portal's, beside our 20 (never overwritten)
     assert families["onestop_official_figures_loaded_timestamp_seconds"].samples[0].value > 0
+    assert families["onestop_at_risk_scan_timestamp_seconds"].samples[0].value == NOW.timestamp()  # worker's now
+    assert families["onestop_at_risk_scan_duration_seconds"].samples[0].value > 0

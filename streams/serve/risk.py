@@ -242,7 +242,9 @@ class RiskCollector:
     """The at-risk, forecast and official families, from the last scan and the official files."""
 
     #: What ``collect`` can export (a scrape by name skips this collector when it names none of them).
-    FAMILIES = frozenset({"onestop_dossiers_at_risk", "onestop_forecast_late_dossiers", "onestop_official_numerator",
+    FAMILIES = frozenset({"onestop_dossiers_at_risk", "onestop_forecast_late_dossiers",
+                          "onestop_at_risk_scan_timestamp_seconds", "onestop_at_risk_scan_duration_seconds",
+                          "onestop_official_numerator",
                           "onestop_official_denominator", "onestop_official_figures_loaded_timestamp_seconds"})
 
     def __init__(self, service: RiskService, official: OfficialFigures,
@@ -294,7 +296,21 @@ class RiskCollector:
                 at_risk.add_metric([*self._labels(unit, cache), ind, horizon], n)
         yield at_risk
         yield late
+        yield from self._scan_families(scan)
         yield from self._official()
+
+    @staticmethod
+    def _scan_families(scan: Scan | None) -> Iterator[Metric]:
+        """When the at-risk families were computed and how long that took: on a large table scans are paced to
+        minutes apart (``RiskService.interval``), and a reader of the gauges should see how old they are."""
+        at = GaugeMetricFamily("onestop_at_risk_scan_timestamp_seconds",
+                               "The instant the at-risk and forecast families were computed for (the last scan).")
+        took = GaugeMetricFamily("onestop_at_risk_scan_duration_seconds", "How long the last at-risk scan took.")
+        if scan is not None:
+            at.add_metric([], scan.at.timestamp())
+            took.add_metric([], scan.seconds)
+        yield at
+        yield took
 
     def _official(self) -> Iterator[Metric]:
         off = self.official
