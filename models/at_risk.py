@@ -72,9 +72,14 @@ __all__ = [
     "METHOD",
     "at_risk_from_replay",
     "at_risk_lines",
+    "count_keys",
+    "ended_key",
     "forecast",
+    "forecast_doc",
     "forecast_from_replay",
     "forecast_from_tallies",
+    "group_key",
+    "lateness_rates",
     "points_at_risk",
     "points_in_play",
     "risk_records",
@@ -437,7 +442,8 @@ def group_key(c: _Candidate) -> tuple:
     return (v.unit_code, v.procedure_code, tuple(sorted(c.delta.items())), c.due_soon, c.next_working_day)
 
 
-def counted(keys: Iterable[tuple | None]) -> dict[tuple, int]:
+def count_keys(keys: Iterable[tuple | None]) -> dict[tuple, int]:
+    """How many times each key occurs, ``None`` left out."""
     out: dict[tuple, int] = {}
     for k in keys:
         if k is not None:
@@ -494,8 +500,8 @@ def _scenario(catalogue: Catalogue, on, tallies: Mapping[str, float], level: str
 
 def _forecast(p: _Prepared) -> dict:
     return forecast_doc(p.period, p.at, p.catalogue, p.tallies, p.meta, p.provinces,
-                        lateness_rates(counted(ended_key(v, p.at, p.period) for v in p.views), p.meta),
-                        counted(group_key(c) for c in p.candidates))
+                        lateness_rates(count_keys(ended_key(v, p.at, p.period) for v in p.views), p.meta),
+                        count_keys(group_key(c) for c in p.candidates))
 
 
 def forecast_doc(period: str, at: datetime, catalogue: Catalogue, tallies: Mapping[str, Mapping[str, float]],

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from .evaluation import View
-from .index766 import Catalogue, load_catalogue
 from .at_risk import (_candidate, _check_at, _losses, _provinces_of, ended_key, forecast_doc, group_key,
                       lateness_rates)
+from .evaluation import View
+from .index766 import Catalogue, load_catalogue
 from .tally import parse_period
 
 __all__ = ["HORIZONS", "RiskPass", "RiskSummary"]
