@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from models import dvcqg
 from models.evaluation import ALERT_KINDS, OPEN_STATES
+from models.events import EventError
 from models.index766 import Catalogue, load_catalogue
 
 from monitoring import texts
@@ -35,6 +37,11 @@ from monitoring.rules import indicators_in_force
 __all__ = ["all_dashboards", "provisioning_files", "UIDS", "panel_queries", "named", "DASHBOARD_LANGS"]
 
 DASHBOARD_LANGS = ("vi", "en")
+#: Every ``reason`` of ``onestop_events_rejected_total``: the event contract's, the national-portal sync's and the
+#: runtime's own (a record without key or value, a processor that raised, a failed deadline re-evaluation). The
+#: dashboards show each under its name (tests/test_mixin_dashboards.py holds the list to the code).
+RUNTIME_REASONS = ("missing_value", "processor_error", "reevaluate_error")
+REJECTION_REASONS = EventError.REASONS + dvcqg.REASONS + RUNTIME_REASONS
 BAR_OPTIONS = {"orientation": "horizontal", "showUnfilled": True,
                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
 
@@ -327,7 +334,8 @@ def pipeline_health(config: MixinConfig, catalogue: Catalogue, lang: str = "vi")
                               unit="ops"))
     panels.append(_timeseries(lay, T("ph.rejected"),
                               [(f"sum by (reason) (rate(onestop_events_rejected_total{{{sel}}}[{ri}]))", "{{reason}}")],
-                              unit="ops"))
+                              unit="ops", overrides=_display_names(
+                                  {reason: T(f"reason.{reason}") for reason in REJECTION_REASONS})))
     panels.append(_timeseries(lay, T("ph.duplicates"),
                               [(f"sum(rate(onestop_events_duplicate_total{{{sel}}}[{ri}]))", T("legend.duplicate")),
                                (f"sum(rate(onestop_events_late_total{{{sel}}}[{ri}]))", T("legend.late_arrival"))],

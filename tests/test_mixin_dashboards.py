@@ -205,3 +205,25 @@ def test_legends_name_every_open_state_and_alert_kind_in_the_readers_language():
     catalogue = yaml.safe_load(messages.read_text(encoding="utf-8"))
     kinds = {k.split(".", 1)[1] for k in catalogue if k.startswith("alert.") and k.count(".") == 1}
     assert set(dashboards.ALERT_KINDS) == kinds
+
+
+def test_every_rejection_reason_the_code_counts_is_named_in_both_languages():
+    # The literal reasons the runtime dead-letters or counts, read from its source: a new one without a name
+    # would show as its code on the Vietnamese dashboard.
+    from monitoring import dashboards, texts
+
+    root = Path(__file__).resolve().parents[1] / "streams"
+    literal = re.compile(r'(?:reject\(|_dead_letter\([^"\n]*|dead\.append\(\([^"\n]*|dead_letter=\(|_ERROR = )"([a-z_]+)"')
+    found = {m for f in root.rglob("*.py") for m in literal.findall(f.read_text(encoding="utf-8"))}
+    assert {"missing_key", "missing_value", "processor_error", "reevaluate_error"} <= found  # the pattern reads them
+    assert found <= set(dashboards.REJECTION_REASONS)
+    assert len(set(dashboards.REJECTION_REASONS)) == len(dashboards.REJECTION_REASONS)
+    for reason in dashboards.REJECTION_REASONS:
+        vi, en = (texts.tr(f"dash.reason.{reason}", lang) for lang in ("vi", "en"))
+        assert vi and en and vi != en and reason not in (vi, en), reason
+    for lang, board in (("vi", "pipeline-health.json"), ("en", "en/pipeline-health.json")):
+        doc = json.loads((Path(__file__).resolve().parents[1] / "dashboards" / board).read_text(encoding="utf-8"))
+        panel = next(p for p in doc["panels"] if "onestop_events_rejected_total" in json.dumps(p.get("targets", []))
+                     and "by (reason)" in json.dumps(p.get("targets", [])))
+        shown = {o["matcher"]["options"]: o["properties"][0]["value"] for o in panel["fieldConfig"]["overrides"]}
+        assert shown == {r: texts.tr(f"dash.reason.{r}", lang) for r in dashboards.REJECTION_REASONS}
