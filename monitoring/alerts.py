@@ -50,7 +50,7 @@ def alert_specs(config: MixinConfig, facts: CalendarFacts, lang: str | None = No
     sel = c.worker_selector
     api = c.read_api_base_url.rstrip("/")
     unit = texts.unit_tmpl(lang)
-    where = texts.tr("where", lang, unit=unit, province="{{ $labels.province }}")
+    where = texts.tr("where", lang, unit=unit, province=texts.province_tmpl(lang))
     count, pct = texts.value_count(lang), texts.value_pct(lang)
     unit_on = "on (unit, province, level, period)"
     overdue_list = f"{api}/api/units/{{{{ $labels.unit }}}}/dossiers?state=overdue"

@@ -53,6 +53,15 @@ def unit_tmpl(lang: str) -> str:
             + "{{ else }}{{ $labels.unit }}{{ end }}")
 
 
+def province_tmpl(lang: str) -> str:
+    """The province's name, which the unit registry gives as a unit of its own (``unit:onestop_unit_info:max`` with
+    ``unit`` = the province code), looked up when the alert is rendered; its code when no name is known."""
+    label = "name_en" if lang == "en" else "name"
+    code = tr("province_code", lang, code="{{ $labels.province }}")
+    return (f'{{{{ with printf `unit:onestop_unit_info:max{{unit=%q,{label}!=""}}` $labels.province | query }}}}'
+            f'{{{{ . | first | label "{label}" }}}}{{{{ else }}}}{code}{{{{ end }}}}')
+
+
 def value_pct(lang: str) -> str:
     if lang == "vi":
         return '{{ $value | humanizePercentage | reReplaceAll "[.]" "," | reReplaceAll "%" " %" }}'
