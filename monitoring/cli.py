@@ -16,12 +16,17 @@ from monitoring.config import MixinConfigError, load_config
 __all__ = ["mixin_app", "dashboards_app", "main"]
 
 mixin_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Prometheus rules, alerts, Alertmanager config, runbook and dashboards as code.")
-dashboards_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grafana dashboards.")
+                        help="Quy tắc Prometheus, cảnh báo, cấu hình Alertmanager, sổ tay xử lý (runbook) và dashboard "
+                             "dưới dạng mã / Prometheus rules, alerts, Alertmanager config, runbook and dashboards as "
+                             "code.")
+dashboards_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dashboard Grafana / Grafana dashboards.")
 
 _CONFIG = typer.Option(None, "--config", exists=True, dir_okay=False,
-                       help="YAML file overriding the monitoring defaults (monitoring/config.py).")
-_ROOT = typer.Option(None, "--root", file_okay=False, help="Repository root to write under (default: this checkout).")
+                       help="Tệp YAML thay các giá trị mặc định của phần giám sát (monitoring/config.py) / YAML file "
+                            "overriding the monitoring defaults (monitoring/config.py).")
+_ROOT = typer.Option(None, "--root", file_okay=False, help="Thư mục gốc của kho mã để ghi vào (mặc định: bản checkout "
+                                                           "này) / Repository root to write under (default: this "
+                                                           "checkout).")
 
 
 def _config(path: Optional[Path]):
@@ -34,9 +39,12 @@ def _config(path: Optional[Path]):
 
 @mixin_app.command("generate")
 def generate_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT,
-                 year: list[int] = typer.Option([], "--year", help="Calendar year to cover (repeat); default: "
-                                                                   "the current and the next year.")) -> None:
-    """Regenerate alerts/ and dashboards/ from the configuration, the 766 catalogue and the work calendar."""
+                 year: list[int] = typer.Option([], "--year", help="Năm lịch cần bao phủ (lặp lại được); mặc định: "
+                                                                   "năm nay và năm sau / Calendar year to cover "
+                                                                   "(repeat); default: the current and the next "
+                                                                   "year.")) -> None:
+    """Sinh lại alerts/ và dashboards/ từ cấu hình, danh mục 766 và lịch làm việc / Regenerate alerts/ and \
+dashboards/ from the configuration, the 766 catalogue and the work calendar."""
     from monitoring.generate import REPO, write_all
 
     cfg = _config(config)
@@ -48,7 +56,8 @@ def generate_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT,
 
 @mixin_app.command("check")
 def check_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT) -> None:
-    """Exit 1 if a committed generated file differs from a fresh generation (for the committed calendar years)."""
+    """Thoát mã 1 nếu một tệp sinh ra đã commit khác với bản sinh mới (cho các năm lịch đã commit) / Exit 1 if a \
+committed generated file differs from a fresh generation (for the committed calendar years)."""
     from monitoring.generate import REPO, check
 
     stale = check(root or REPO, _config(config))
@@ -61,10 +70,14 @@ def check_cmd(config: Optional[Path] = _CONFIG, root: Optional[Path] = _ROOT) ->
 
 
 @dashboards_app.command("push")
-def push_cmd(url: str = typer.Option(..., help="Grafana base URL, e.g. https://grafana.example.org"),
-             token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Service account token (or GRAFANA_TOKEN)."),
+def push_cmd(url: str = typer.Option(..., help="Địa chỉ gốc của Grafana, ví dụ https://grafana.example.org / Grafana "
+                                                "base URL, e.g. https://grafana.example.org"),
+             token: str = typer.Option(..., envvar="GRAFANA_TOKEN", help="Token của tài khoản dịch vụ (hoặc "
+                                                                         "GRAFANA_TOKEN) / Service account token (or "
+                                                                         "GRAFANA_TOKEN)."),
              config: Optional[Path] = _CONFIG) -> None:
-    """Create or overwrite the committed dashboards in a Grafana folder through the HTTP API."""
+    """Tạo hoặc ghi đè các dashboard đã commit vào một thư mục Grafana qua HTTP API / Create or overwrite the \
+committed dashboards in a Grafana folder through the HTTP API."""
     from monitoring.push import push_dashboards
 
     result = push_dashboards(url, token, config=_config(config))

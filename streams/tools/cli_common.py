@@ -62,6 +62,7 @@ def context(at: datetime, rules: Optional[Path], calendar_files: list[Path]):
 
 
 SECURITY_HELP = "Kafka security; every ONESTOP_KAFKA_* variable of the worker applies too (docs/reliability.md)."
+SECURITY_HELP_VI = "Bảo mật Kafka; mọi biến ONESTOP_KAFKA_* của worker cũng được áp dụng (docs/reliability.md)"
 
 
 def kafka_security(protocol: Optional[str], mechanism: Optional[str], username: Optional[str],
@@ -80,8 +81,14 @@ def kafka_security(protocol: Optional[str], mechanism: Optional[str], username: 
         raise typer.Exit(2) from None
 
 
-PROTOCOL_OPT = typer.Option(None, "--kafka-security-protocol", help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. " + SECURITY_HELP)
-MECHANISM_OPT = typer.Option(None, "--kafka-sasl-mechanism", help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
-USERNAME_OPT = typer.Option(None, "--kafka-sasl-username", help="SASL user name.")
-PASSWORD_FILE_OPT = typer.Option(None, "--kafka-sasl-password-file", help="File holding the SASL password (or env ONESTOP_KAFKA_SASL_PASSWORD).")
-CAFILE_OPT = typer.Option(None, "--kafka-ssl-cafile", help="CA bundle that signed the broker's certificate.")
+PROTOCOL_OPT = typer.Option(None, "--kafka-security-protocol", help=(
+    "PLAINTEXT, SSL, SASL_PLAINTEXT hoặc SASL_SSL. " + SECURITY_HELP_VI
+    + " / PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. " + SECURITY_HELP))
+MECHANISM_OPT = typer.Option(None, "--kafka-sasl-mechanism", help=(
+    "PLAIN, SCRAM-SHA-256 hoặc SCRAM-SHA-512 / PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."))
+USERNAME_OPT = typer.Option(None, "--kafka-sasl-username", help="Tên người dùng SASL / SASL user name.")
+PASSWORD_FILE_OPT = typer.Option(None, "--kafka-sasl-password-file", help=(
+    "Tệp chứa mật khẩu SASL (hoặc env ONESTOP_KAFKA_SASL_PASSWORD) / File holding the SASL password (or env "
+    "ONESTOP_KAFKA_SASL_PASSWORD)."))
+CAFILE_OPT = typer.Option(None, "--kafka-ssl-cafile", help=(
+    "Bộ chứng chỉ CA đã ký chứng chỉ của broker / CA bundle that signed the broker's certificate."))

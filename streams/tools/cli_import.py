@@ -29,8 +29,8 @@ PROGRESS_FROM_LINES = 500
 @import_app.command("dvcqg")
 def import_dvcqg(
     file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                help="Tệp JSON lines, mỗi dòng một thân yêu cầu DongBoHoSoMC / CapNhatTienDoHoSoMC. "
-                                     "JSON-lines file, one sync request body per line."),
+                                help="Tệp JSON lines, mỗi dòng một thân yêu cầu DongBoHoSoMC hoặc CapNhatTienDoHoSoMC "
+                                     "/ JSON-lines file, one sync request body per line."),
     profile: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                            help="Hồ sơ bên gửi (YAML, docs/dvcqg.md) / sender profile."),
     service: Optional[str] = typer.Option(None, help="DongBoHoSoMC hoặc/or CapNhatTienDoHoSoMC, khi thân yêu cầu "
@@ -38,7 +38,8 @@ def import_dvcqg(
     query: Optional[str] = typer.Option(None, help="Chuỗi truy vấn như LGSP gửi / query string as the LGSP sends "
                                                    "it, e.g. 'MaDinhDanhDV=000.00.12.H40&isUpdating=True'."),
     publish: bool = typer.Option(False, help="Gửi sự kiện lên Kafka thay vì in ra / publish instead of printing."),
-    broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER", help="Kafka HOST:PORT (with --publish)."),
+    broker: str = typer.Option("127.0.0.1:9092", envvar="ONESTOP_BROKER", help="Kafka HOST:PORT (khi có --publish) / "
+                                                                                "Kafka HOST:PORT (with --publish)."),
     topic: str = typer.Option("dossier-events", help="Chủ đề sự kiện / events topic."),
     dlq_topic: str = typer.Option("dossier-events-dlq", help="Nơi nhận dòng lỗi, đã lược dữ liệu cá nhân / where "
                                                              "refused lines go, redacted (with --publish)."),

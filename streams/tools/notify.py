@@ -176,14 +176,14 @@ def run(alertmanager: str, broker: str, *, topic: str, group: str = "onestop-not
 
 
 def notify_command(
-    alertmanager: str = typer.Option("http://127.0.0.1:9093", "--alertmanager", help="Alertmanager base URL."),
-    broker: str = typer.Option(None, "--broker", envvar="ONESTOP_BROKER", help="Kafka bootstrap servers."),
-    lang: str = typer.Option("vi", "--lang", help="Language of the annotations: vi or en."),
-    units: str = typer.Option(None, "--units", help="Unit registry (YAML/CSV) for the units' names."),
-    ttl_hours: float = typer.Option(12.0, "--ttl-hours", help="An alert ends this long after it was raised."),
-    resend: float = typer.Option(60.0, "--resend", help="Seconds between re-posts of the active alerts."),
-    group: str = typer.Option("onestop-notify", "--group", help="Kafka consumer group."),
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="Read the topic from its first record."),
+    alertmanager: str = typer.Option("http://127.0.0.1:9093", "--alertmanager", help="Địa chỉ gốc của Alertmanager / Alertmanager base URL."),
+    broker: str = typer.Option(None, "--broker", envvar="ONESTOP_BROKER", help="Máy chủ Kafka (bootstrap) / Kafka bootstrap servers."),
+    lang: str = typer.Option("vi", "--lang", help="Ngôn ngữ của nội dung cảnh báo: vi hoặc en / Language of the annotations: vi or en."),
+    units: str = typer.Option(None, "--units", help="Danh mục đơn vị (YAML/CSV) cho tên đơn vị / Unit registry (YAML/CSV) for the units' names."),
+    ttl_hours: float = typer.Option(12.0, "--ttl-hours", help="Cảnh báo kết thúc sau chừng này giờ kể từ khi phát / An alert ends this long after it was raised."),
+    resend: float = typer.Option(60.0, "--resend", help="Số giây giữa hai lần gửi lại các cảnh báo đang hoạt động / Seconds between re-posts of the active alerts."),
+    group: str = typer.Option("onestop-notify", "--group", help="Nhóm tiêu thụ Kafka (consumer group) / Kafka consumer group."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Đọc chủ đề từ bản ghi đầu tiên / Read the topic from its first record."),
 ) -> None:
     """Forward the workers' per-dossier alerts (dossier-alerts) to Alertmanager, grouped there by unit."""
     from streams.runtime.security import kafka_client_config
