@@ -59,3 +59,14 @@ def sample_lines() -> list[bytes]:
 
 def processed_data(when: str, electronic: bool = False) -> dict:
     return {"processing_ended_at": iso(when), "results": [{"electronic": electronic}]}
+
+
+def at_risk_counts(records: list[dict]) -> dict[tuple[str, str, str], int]:
+    """``onestop_dossiers_at_risk`` as the at-risk records count it: per (unit, indicator, horizon)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in records:
+        for ind in r["indicators"]:
+            for horizon in ("all", "next_working_day"):
+                if horizon == "all" or r["due_within_next_working_day"]:
+                    counts[(r["unit"], ind, horizon)] = counts.get((r["unit"], ind, horizon), 0) + 1
+    return counts

@@ -4,7 +4,6 @@ records and views, whatever order the dossiers come in, while holding counts ins
 from __future__ import annotations
 
 import random
-from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,24 +13,14 @@ from models.at_risk_pass import RiskPass
 from models.evaluation import evaluate
 from models.figures import iter_lines, replay, tallies_of
 from models.tally import parse_period, unit_period_tallies
-from tests.builders import SAMPLE_FILE
-from tests.test_at_risk import AT, PERIOD, ctx_at, late, on_time, open_, rated_unsatisfied, run, supplement
+from tests.builders import SAMPLE_FILE, at_risk_counts
+from tests.test_at_risk import AT, PERIOD, ctx_at, mixed_lines, on_time, open_, run
 
 
 def period_views(rep, ctx, period: str = PERIOD):
     start, _end = parse_period(period)
     views = [v for s in rep.states.values() if (v := evaluate(s, ctx)) is not None]
     return [v for v in views if v.is_open or v.end_at >= start]
-
-
-def counts_of(records: list[dict]) -> dict[tuple[str, str, str], int]:
-    counts: Counter = Counter()
-    for r in records:
-        for ind in r["indicators"]:
-            counts[(r["unit"], ind, "all")] += 1
-            if r["due_within_next_working_day"]:
-                counts[(r["unit"], ind, "next_working_day")] += 1
-    return dict(counts)
 
 
 def check_equal(rep, ctx, at=AT, period: str = PERIOD, seed: int = 0) -> RiskPass:
@@ -46,7 +35,7 @@ def check_equal(rep, ctx, at=AT, period: str = PERIOD, seed: int = 0) -> RiskPas
     for v in shuffled:
         counted.add(v)
     got = counted.summary(unit_tallies)
-    assert got.counts == counts_of(records)
+    assert got.counts == at_risk_counts(records)
     assert got.forecast == want_forecast
     by_level: dict[str, set[str]] = {}
     for r in records:
@@ -86,24 +75,6 @@ kinds = st.sampled_from(["on_time", "late", "open", "open_unsatisfied", "overdue
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(units=st.lists(st.lists(kinds, min_size=1, max_size=10), min_size=1, max_size=3), seed=st.integers(0, 99))
 def test_any_mix_of_dossiers_in_any_order(units, seed):
-    lines: list[bytes] = []
-    for u, unit_kinds in enumerate(units):
-        unit = f"T0{1 + u % 2}.S{u + 1:02d}"  # two provinces, so province sums and rates are exercised
-        for n, kind in enumerate(unit_kinds):
-            code = f"{unit}-{n}"
-            if kind == "on_time":
-                lines += on_time(code, unit)
-            elif kind == "late":
-                lines += late(code, unit)
-            elif kind == "open":
-                lines += open_(code, due=f"2026-03-{12 + n % 10:02d} 09:00", unit=unit)
-            elif kind == "open_unsatisfied":
-                lines += open_(code, unit=unit, extra=[rated_unsatisfied()])
-            elif kind == "overdue":
-                lines += open_(code, due="2026-03-09 15:00", unit=unit)
-            elif kind == "due_tomorrow":
-                lines += open_(code, due="2026-03-11 10:00", unit=unit)
-            else:
-                lines += open_(code, unit=unit, extra=[supplement("s1", "2026-03-09 10:00")])
+    lines = mixed_lines(units, lambda u: f"T0{1 + u % 2}.S{u + 1:02d}")  # two provinces: sums and rates per province
     rep, ctx = run(lines)
     check_equal(rep, ctx, seed=seed)

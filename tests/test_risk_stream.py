@@ -7,7 +7,6 @@ sample's last instant; the oracle is ``models.at_risk`` run in process on the sa
 from __future__ import annotations
 
 import json
-from collections import Counter
 from datetime import datetime
 
 import pytest
@@ -20,7 +19,7 @@ from models.figures import replay, score_document
 from streams.runtime.settings import WorkerSettings
 from streams.runtime.topics import ensure_topics
 from streams.tools.publisher import DossierEventPublisher
-from tests.builders import ROOT, SAMPLE_AT, sample_lines
+from tests.builders import ROOT, SAMPLE_AT, at_risk_counts, sample_lines
 from tests.procs import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.broker
@@ -71,16 +70,6 @@ def at_risk_gauges(text: str) -> dict[tuple[str, str, str], float]:
             if s.name == "onestop_dossiers_at_risk" and s.value}
 
 
-def expected_gauges(records: list[dict]) -> dict[tuple[str, str, str], float]:
-    counts: Counter = Counter()
-    for r in records:
-        for ind in r["indicators"]:
-            counts[(r["unit"], ind, "all")] += 1
-            if r["due_within_next_working_day"]:
-                counts[(r["unit"], ind, "next_working_day")] += 1
-    return dict(counts)
-
-
 def test_worker_at_risk_equals_the_batch_oracle(worker, oracle):
     want = oracle["figures"]
     wait_for(lambda: worker.get_json(f"/figures?period={PERIOD}")["units"] == want["units"], timeout=120,
@@ -118,7 +107,7 @@ def test_worker_at_risk_equals_the_batch_oracle(worker, oracle):
     assert forecast["provinces"] == oracle["forecast"]["provinces"]
 
     # /metrics: dossier counts at risk per unit, indicator and horizon equal the oracle's records
-    expected = expected_gauges(records)
+    expected = at_risk_counts(records)
     wait_for(lambda: at_risk_gauges(worker.metrics_text()) == expected, timeout=60, interval=1.0,
              what="onestop_dossiers_at_risk equal to the oracle's counts")
     families = {f.name: f for f in text_string_to_metric_families(worker.metrics_text())}
