@@ -69,11 +69,16 @@ def score(
     calendar: list[Path] = typer.Option([], help=(
         "Tệp lịch làm việc của đơn vị vận hành, nạp thêm lên lịch có sẵn / Operator calendar file(s) to load over "
         "the bundled ones.")),
+    jobs: int = typer.Option(1, min=0, help=(
+        "Số tiến trình chạy song song, mỗi tiến trình một phần hồ sơ; 0 = mọi nhân CPU; kết quả như nhau / Processes "
+        "replaying in parallel, a share of the dossiers each; 0 = every CPU core; the same result.")),
 ):
     """Chạy lại tệp sự kiện chỉ qua lõi nghiệp vụ, in số liệu và điểm 766 dạng JSON / Replay an event file through \
 the domain core alone and print the figures and 766 scores as JSON."""
     from models.figures import iter_lines, replay, score_document, to_json
+    from models.replay_shares import merged_document
     from models.tally import parse_period, period_key
+    from streams.tools.score_jobs import available_cores, replay_in_shares
 
     when = parse_at(at)
     period = period or period_key("month", when)
@@ -82,11 +87,17 @@ the domain core alone and print the figures and 766 scores as JSON."""
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     ctx = context(when, rules, calendar)
+    jobs = jobs or available_cores()
     with batch_gc():
-        replayed = replay(iter_lines(str(file)), ctx)
-        sys.stdout.buffer.write(to_json(score_document(replayed, period, ctx)) + b"\n")
-    if replayed.rejections:
-        typer.echo(f"{len(replayed.rejections)} of {replayed.lines} lines rejected (see input.rejections)", err=True)
+        if jobs == 1:
+            replayed = replay(iter_lines(str(file)), ctx)
+            doc = score_document(replayed, period, ctx)
+        else:
+            doc = merged_document(replay_in_shares(file, ctx, jobs), period, ctx.now, ctx)
+        sys.stdout.buffer.write(to_json(doc) + b"\n")
+    report = doc["input"]
+    if report["rejected"]:
+        typer.echo(f"{report['rejected']} of {report['lines']} lines rejected (see input.rejections)", err=True)
 
 
 @app.command()
