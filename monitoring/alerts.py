@@ -129,6 +129,10 @@ def alert_specs(config: MixinConfig, facts: CalendarFacts, lang: str | None = No
                  f"job:onestop_processing_lag:max_seconds > {fmt(c.processing_lag_seconds)}",
                  c.processing_lag_for, "warning", value=texts.value_duration(lang), job="{{ $labels.job }}",
                  threshold=fmt(c.processing_lag_seconds)),
+        pipeline("OnestopAtRiskScanStale",
+                 f"onestop_clock_timestamp_seconds{{{sel}}} - onestop_at_risk_scan_timestamp_seconds{{{sel}}}\n"
+                 f"  > {duration_seconds(c.at_risk_stale_after)}", c.at_risk_stale_for, "warning", instance=instance,
+                 value=texts.value_duration(lang), threshold=texts.duration(c.at_risk_stale_after, lang)),
         pipeline("OnestopCollectorErrors", f"increase(onestop_collector_errors_total{{{sel}}}[10m]) > 0", "0m",
                  "warning", instance=instance, value=count),
         pipeline("OnestopCalendarNotCovered", f"{CALENDAR_COVERED} == 0", "1h", "warning",

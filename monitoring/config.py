@@ -136,6 +136,10 @@ class MixinConfig:
     dead_letter_window: str = "10m"
     processing_lag_seconds: float = 900.0
     processing_lag_for: str = "10m"
+    #: Alert when the at-risk families of a worker (scanned every 15 s, or less often on a very large table) are
+    #: older than this by the worker's clock.
+    at_risk_stale_after: str = "30m"
+    at_risk_stale_for: str = "15m"
 
     # -- calendar -----------------------------------------------------------------------------------------------
     #: Years whose days off are written into the rules and Alertmanager; empty = the current and the next year.
