@@ -156,6 +156,8 @@ def alert_groups(config: MixinConfig, facts: CalendarFacts, lang: str | None = N
             "description": spec.description,
             "runbook_url": config.runbook_url_pattern.format(anchor=spec.anchor),
         }
+        if spec.category == "data":  # every data alert carries its unit's province
+            rule["annotations"]["province_name"] = texts.province_name_tmpl(lang or config.lang)
         by_category.setdefault(spec.category, []).append(rule)
     return [{"name": f"onestop.alerts.{cat}", "interval": config.evaluation_interval, "rules": rules}
             for cat, rules in by_category.items()]

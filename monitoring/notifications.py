@@ -1,6 +1,7 @@
 """Notification templates (Alertmanager, Go templates) in Vietnamese and English, and the email/Telegram receivers.
 
-One notification per group of ``province, unit``: the unit's name and code, its Prometheus alerts (overdue and
+One notification per group of ``province, unit``: the unit's name and code, the province's name when an alert of
+the group carries it (annotation ``province_name``; its code otherwise), its Prometheus alerts (overdue and
 due-soon counts, ratios, points at risk, ...) by summary, then the unit's dossiers one per line (code, procedure,
 hours overdue or due date) from the per-dossier alerts ``onestop notify`` forwards (``category="dossier"``). The
 words come from the message catalogue (``mon.notify.*``); both files are generated, loaded by ``templates:`` and
@@ -42,7 +43,7 @@ def _template(lang: str) -> str:
 
 {{{{ define "{p}.unit" }}}}{{{{ $name := "" }}}}{{{{ $code := .GroupLabels.unit }}}}{{{{ range .Alerts }}}}{{{{ if and (not $name) .Labels.{name} }}}}{{{{ $name = .Labels.{name} }}}}{{{{ end }}}}{{{{ if and (not $name) .Labels.name }}}}{{{{ $name = .Labels.name }}}}{{{{ end }}}}{{{{ end }}}}{{{{ if $name }}}}{{{{ $name }}}} ({{{{ $code }}}}){{{{ else if $code }}}}{{{{ $code }}}}{{{{ else }}}}{w("monitor")}{{{{ end }}}}{{{{ end }}}}
 
-{{{{ define "{p}.title" }}}}{{{{ if eq .Status "firing" }}}}{w("firing")}{{{{ else }}}}{w("resolved")}{{{{ end }}}}: {{{{ template "{p}.unit" . }}}}{{{{ with .GroupLabels.province }}}} — {w("province")} {{{{ . }}}}{{{{ end }}}}{{{{ end }}}}
+{{{{ define "{p}.title" }}}}{{{{ $province := "" }}}}{{{{ range .Alerts }}}}{{{{ if and (not $province) .Annotations.province_name }}}}{{{{ $province = .Annotations.province_name }}}}{{{{ end }}}}{{{{ end }}}}{{{{ if eq .Status "firing" }}}}{w("firing")}{{{{ else }}}}{w("resolved")}{{{{ end }}}}: {{{{ template "{p}.unit" . }}}}{{{{ with .GroupLabels.province }}}} — {{{{ if $province }}}}{{{{ $province }}}}{{{{ else }}}}{w("province")} {{{{ . }}}}{{{{ end }}}}{{{{ end }}}}{{{{ end }}}}
 
 {{{{ define "{p}.text" }}}}{{{{ template "{p}.title" . }}}}
 {{{{ range .Alerts.Firing }}}}{{{{ if ne .Labels.category "dossier" }}}}

@@ -62,6 +62,14 @@ def province_tmpl(lang: str) -> str:
             f'{{{{ . | first | label "{label}" }}}}{{{{ else }}}}{code}{{{{ end }}}}')
 
 
+def province_name_tmpl(lang: str) -> str:
+    """The province's name alone, empty when the registry has none: an annotation that Alertmanager's notification
+    titles read, since Alertmanager cannot query Prometheus itself."""
+    label = "name_en" if lang == "en" else "name"
+    return (f'{{{{ with printf `unit:onestop_unit_info:max{{unit=%q,{label}!=""}}` $labels.province | query }}}}'
+            f'{{{{ . | first | label "{label}" }}}}{{{{ end }}}}')
+
+
 def value_pct(lang: str) -> str:
     if lang == "vi":
         return '{{ $value | humanizePercentage | reReplaceAll "[.]" "," | reReplaceAll "%" " %" }}'

@@ -160,7 +160,7 @@ def test_real_alertmanager_sends_one_vietnamese_message_listing_the_units_late_d
     am = _Alertmanager(_telegram_copy(work, telegram, hook), work)
     try:
         now = datetime.now(timezone.utc)
-        fwd = Forwarder(names=_names)
+        fwd = Forwarder(names=_province_names)
         alerts = fwd.handle([_record("000.00.65.H99-260310-0001", hours=12.5),
                              _record("000.00.65.H99-260309-0042", hours=3, procedure="2.000815"),
                              _record("000.00.65.H99-260311-0007", kind="due_soon", procedure="1.001612")], now)
@@ -180,7 +180,7 @@ def test_real_alertmanager_sends_one_vietnamese_message_listing_the_units_late_d
         message = telegram.sent[0]
         text = message["text"]
         assert str(message["chat_id"]) == "-1001234567890"
-        assert text.startswith("Cảnh báo: UBND xã Mường Hum (T99.X065) — tỉnh T99"), text
+        assert text.startswith("Cảnh báo: UBND xã Mường Hum (T99.X065) — Tỉnh Sơn Nguyên"), text
         assert "• 2 hồ sơ quá hạn tại UBND xã Mường Hum (T99.X065)" in text
         assert "Hồ sơ cần xử lý:" in text
         assert ("• 000.00.65.H99-260310-0001 — thủ tục 1.004227 — Hồ sơ quá hạn: quá hạn 12,5 giờ làm việc"
@@ -195,3 +195,44 @@ def test_real_alertmanager_sends_one_vietnamese_message_listing_the_units_late_d
         am.stop()
         telegram.close()
         hook.close()
+
+
+def _province_names(unit: str, lang: str) -> str | None:
+    return {"vi": "Tỉnh Sơn Nguyên", "en": "Son Nguyen Province"}[lang] if unit == "T99" else _names(unit, lang)
+
+
+@pytest.mark.parametrize("lang, name", [("vi", "Tỉnh Sơn Nguyên"), ("en", "Son Nguyen Province")])
+def test_a_forwarded_alert_names_its_province_when_the_registry_does(lang: str, name: str) -> None:
+    assert alert_of(_record("D-1"), NOW, lang=lang, names=_province_names)["annotations"]["province_name"] == name
+    assert "province_name" not in alert_of(_record("D-1"), NOW, lang=lang, names=_names)["annotations"]
+    assert "province_name" not in alert_of(_record("D-1"), NOW, lang=lang)["annotations"]
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="apt-get install prometheus-alertmanager")
+@pytest.mark.parametrize("lang, province_name, title", [
+    ("vi", "Tỉnh Sơn Nguyên", "Cảnh báo: UBND xã Mường Hum (T99.X065) — Tỉnh Sơn Nguyên"),
+    ("vi", None, "Cảnh báo: UBND xã Mường Hum (T99.X065) — tỉnh T99"),
+    ("en", "Son Nguyen Province", "Alert: Muong Hum Commune People's Committee (T99.X065) — Son Nguyen Province"),
+    ("en", None, "Alert: Muong Hum Commune People's Committee (T99.X065) — province T99"),
+])
+def test_the_notification_title_names_the_province_rendered_by_amtool(tmp_path: Path, lang: str,
+                                                                      province_name: str | None, title: str) -> None:
+    """The title reads the province's name from any alert of the group that carries it (a data alert's annotation
+    from Prometheus, or a forwarded dossier alert's from the registry), and its code when none does."""
+    labels = {"alertname": "OnestopDossiersOverdue", "unit": "T99.X065", "province": "T99",
+              "name": "UBND xã Mường Hum", "name_en": "Muong Hum Commune People's Committee"}
+    first = {"status": "firing", "labels": labels, "annotations": {"summary": "2"}, "startsAt": "2026-03-11T02:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z"}
+    second = copy.deepcopy(first)
+    second["labels"]["alertname"] = "OnestopDossiersDueSoon"
+    if province_name:
+        second["annotations"]["province_name"] = province_name
+    data = {"receiver": "province-T99", "status": "firing", "alerts": [first, second],
+            "groupLabels": {"province": "T99", "unit": "T99.X065"}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://127.0.0.1:9093"}
+    (tmp_path / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    out = subprocess.run([AMTOOL, "template", "render", f"--template.glob={REPO}/alerts/templates/onestop.{lang}.tmpl",
+                          f'--template.text={{{{ template "onestop.{lang}.title" . }}}}',
+                          f"--template.data={tmp_path / 'data.json'}"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == title

@@ -71,6 +71,9 @@ def alert_of(record: Mapping[str, Any], now: datetime, *, lang: str = "vi", ttl:
         "due_at": format_datetime(record.get("effective_due_at") or record.get("due_at"), lang)
         if (record.get("effective_due_at") or record.get("due_at")) else "–",
     }
+    province = labels.get("province")
+    if names is not None and province and (name := names(province, lang) or names(province, "vi")):
+        annotations["province_name"] = name  # the notification title names the province, as the data alerts do
     return {"labels": labels, "annotations": annotations, "startsAt": _iso(raised), "endsAt": _iso(raised + ttl)}
 
 
