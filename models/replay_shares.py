@@ -19,8 +19,9 @@ import msgspec
 
 from . import events as ev
 from .dossier import Context, apply
-from .figures import Rejection, Replay, document_from_tallies, tallies_of
+from .figures import Rejection, Replay, document_from_tallies, tallies_of, views
 from .index766 import Catalogue
+from .report import LateDossier, late_dossiers_from_views
 from .tally import add_into
 
 
@@ -57,11 +58,15 @@ class ShareResult:
     counts: dict[str, int] = field(default_factory=dict)
     by_reason: dict[str, int] = field(default_factory=dict)
     first_rejections: list[Rejection] = field(default_factory=list)
+    # with ``late=True``: the report's late dossiers, each with the line that first applied it
+    late: list[tuple[int, LateDossier]] = field(default_factory=list)
 
 
-def replay_share(records: Iterable[tuple[int, bytes]], ctx: Context, share: int, shares: int,
-                 limit: int = 100) -> ShareResult:
-    """Replay the lines of one share (as ``figures.replay`` replays a file) and keep what ``merge`` needs."""
+def replay_share(records: Iterable[tuple[int, bytes]], ctx: Context, share: int, shares: int, limit: int = 100,
+                 late: bool = False, ended_since: datetime | None = None) -> ShareResult:
+    """Replay the lines of one share (as ``figures.replay`` replays a file) and keep what ``merge`` needs; with
+    ``late`` also the report's late dossiers at ``ctx.now``, as ``report.late_dossiers_from_views(views, ctx.now,
+    ended_since=ended_since)`` lists them."""
     out = Replay()
     first_line: dict[str, int] = {}
     for n, raw in records:
@@ -99,6 +104,10 @@ def replay_share(records: Iterable[tuple[int, bytes]], ctx: Context, share: int,
             result.province[unit] = (n, r.province_code)
         if r.unit_level and unit not in result.level:
             result.level[unit] = (n, r.unit_level)
+    if late:
+        for subject, s in out.states.items():
+            for dossier in late_dossiers_from_views(views([s], ctx), ctx.now, ended_since=ended_since):
+                result.late.append((first_line[subject], dossier))
     report = out.report(limit)
     result.counts = {k: report[k] for k in ("lines", "applied", "duplicates", "late_arrivals", "after_at", "rejected")}
     result.by_reason = report["rejected_by_reason"]
@@ -113,6 +122,7 @@ class Merged:
     tallies: dict
     unit_meta: dict[str, dict]
     report: dict
+    late: list[LateDossier] = field(default_factory=list)  # in the order one replay lists them
 
     @property
     def lines(self) -> int:
@@ -131,7 +141,9 @@ def merge(results: Iterable[ShareResult], limit: int = 100) -> Merged:
     counts = dict.fromkeys(("lines", "applied", "duplicates", "late_arrivals", "after_at", "rejected"), 0)
     by_reason: dict[str, int] = {}
     rejections: list[Rejection] = []
+    late_pairs: list[tuple[int, LateDossier]] = []
     for r in results:
+        late_pairs.extend(r.late)
         add_into(tallies, r.tallies)
         for mine, theirs in ((province, r.province), (level, r.level)):
             for unit, first in theirs.items():
@@ -151,7 +163,8 @@ def merge(results: Iterable[ShareResult], limit: int = 100) -> Merged:
         unit_meta[unit]["level"] = lv
     report = {**counts, "rejected_by_reason": dict(sorted(by_reason.items())),
               "rejections": [r.__dict__ for r in rejections[:limit]]}
-    return Merged(tallies, unit_meta, report)
+    late_pairs.sort(key=lambda pair: pair[0])
+    return Merged(tallies, unit_meta, report, [d for _n, d in late_pairs])
 
 
 def merged_document(merged: Merged, period: str, now: datetime, ctx: Context,

@@ -116,3 +116,34 @@ def test_score_jobs_refuses_a_negative_count():
     out = subprocess.run([sys.executable, "-m", "streams.tools.cli", "score", "samples/sample-events.jsonl",
                           "--jobs", "-1"], capture_output=True, text=True)
     assert out.returncode == 2 and "--jobs" in out.stderr
+
+
+@pytest.mark.parametrize("at, ended_since", [("2026-03-10T16:00:00+07:00", None),
+                                             ("2026-04-01T00:00:00+07:00", "2026-01-01T00:00:00+07:00")])
+@pytest.mark.parametrize("shares", [2, 5])
+def test_the_reports_late_dossiers_add_up_in_the_order_of_one_replay(shares, at, ended_since):
+    from datetime import datetime
+
+    from models.figures import views
+    from models.report import late_dossiers_from_views
+
+    lines, ctx = awkward_lines(), ctx_at(at)
+    since = datetime.fromisoformat(ended_since) if ended_since else None
+    expected = late_dossiers_from_views(views(replay(numbered(lines), ctx).states.values(), ctx), ctx.now,
+                                        ended_since=since)
+    assert len(expected) >= 5 and (since is None or any(d.state == "ended_late" for d in expected))
+    merged = merge(replay_share(numbered(lines), ctx, s, shares, late=True, ended_since=since) for s in range(shares))
+    assert merged.late == expected
+    assert merge(replay_share(numbered(lines), ctx, s, shares) for s in range(shares)).late == []
+
+
+@pytest.mark.parametrize("args", [("--format", "csv", "--table", "late"), ("--format", "csv", "--table", "units"),
+                                  ("--format", "md")])
+def test_report_jobs_writes_the_same_report_as_one_process(tmp_path, args):
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(b"\n".join(awkward_lines()) + b"\n")
+    outs = [subprocess.run([sys.executable, "-m", "streams.tools.cli", "report", str(f), "--period", "quarter:2026-Q1",
+                            "--at", "2026-04-02T10:00:00+07:00", "--province", "T99", *args, "--out", "-", "--jobs", jobs],
+                           capture_output=True) for jobs in ("1", "3")]
+    assert [o.returncode for o in outs] == [0, 0], outs[1].stderr
+    assert outs[1].stdout == outs[0].stdout and len(outs[0].stdout) > 500

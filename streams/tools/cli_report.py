@@ -57,6 +57,8 @@ def report_command(
     province: Optional[str] = typer.Option(None, help="Tỉnh cần báo cáo khi tệp có nhiều tỉnh / The province to report on when the file has several."),
     rules: Optional[Path] = typer.Option(None, exists=True, help="Tệp YAML thay quy tắc mặc định / YAML file overriding the default domain rules."),
     calendar: list[Path] = typer.Option([], help="Tệp lịch làm việc bổ sung / Operator calendar file(s) to load over the bundled ones."),
+    jobs: int = typer.Option(1, min=0, help="Số tiến trình chạy song song (0 = mọi nhân CPU), như onestop score --jobs; báo cáo như "
+                             "nhau / Processes replaying in parallel (0 = every CPU core), as onestop score --jobs; the same report."),
 ):
     """Báo cáo Bộ chỉ số 766 của một tỉnh trong một kỳ: bảng chỉ số, xếp hạng đơn vị và hồ sơ quá hạn theo đơn vị,
     bằng tiếng Việt (hoặc tiếng Anh), dạng Markdown kèm biểu đồ, CSV hoặc Excel / Write the 766 report of a province
@@ -68,9 +70,11 @@ def report_command(
     from models.figures import iter_lines, replay, score_document, views
     from models.i18n import LANGS
     from models.report import ReportDependencyError, build_reports, late_dossiers_from_views
+    from models.replay_shares import merged_document
     from models.report_render import CSV_TABLES, scorecard_chart, to_csv, to_markdown, to_xlsx
     from models.tally import parse_period
     from models.units import UnitRegistry, UnitRegistryError
+    from streams.tools.score_jobs import available_cores, replay_in_shares
 
     if fmt not in FORMATS:
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -97,11 +101,16 @@ def report_command(
     except (UnitRegistryError, CalendarError, ConfigError) as exc:
         raise _fail(str(exc)) from None
 
+    ended_since = start if judged >= end else None
+    jobs = jobs or available_cores()
     with batch_gc():
-        replayed = replay(iter_lines(str(file)), ctx)
-        doc = score_document(replayed, period, ctx)
-        late = late_dossiers_from_views(views(replayed.states.values(), ctx), judged,
-                                        ended_since=start if judged >= end else None)
+        if jobs == 1:
+            replayed = replay(iter_lines(str(file)), ctx)
+            doc = score_document(replayed, period, ctx)
+            late = late_dossiers_from_views(views(replayed.states.values(), ctx), judged, ended_since=ended_since)
+        else:
+            merged = replay_in_shares(file, ctx, jobs, late=True, ended_since=ended_since)
+            doc, late = merged_document(merged, period, ctx.now, ctx), merged.late
     reports = build_reports(doc, late, registry, period, lang)
     if province is not None:
         reports = [r for r in reports if r.province == province]
@@ -133,5 +142,6 @@ def report_command(
             typer.echo(f"wrote {target}", err=True)
     except ReportDependencyError as exc:
         raise _fail(str(exc)) from None
-    if replayed.rejections:
-        typer.echo(f"{len(replayed.rejections)} of {replayed.lines} lines rejected (see onestop validate)", err=True)
+    read = doc["input"]
+    if read["rejected"]:
+        typer.echo(f"{read['rejected']} of {read['lines']} lines rejected (see onestop validate)", err=True)

@@ -16,7 +16,7 @@ from models.dossier import Context
 from models.figures import iter_lines
 from models.replay_shares import Merged, ShareResult, merge, replay_share
 
-_JOB: tuple[str, Context, int] | None = None  # (file, context, shares), set in the parent before it forks
+_JOB: tuple[str, Context, int, dict] | None = None  # (file, context, shares, options), set before the fork
 
 
 def available_cores() -> int:
@@ -29,16 +29,17 @@ def available_cores() -> int:
 
 def _replay_share(share: int) -> ShareResult:
     assert _JOB is not None, "the job is set before the processes are forked"
-    path, ctx, shares = _JOB
-    return replay_share(iter_lines(path), ctx, share, shares)
+    path, ctx, shares, options = _JOB
+    return replay_share(iter_lines(path), ctx, share, shares, **options)
 
 
-def replay_in_shares(path: Path, ctx: Context, jobs: int) -> Merged:
-    """Replay ``path`` on ``jobs`` forked processes and merge their shares."""
+def replay_in_shares(path: Path, ctx: Context, jobs: int, **options: object) -> Merged:
+    """Replay ``path`` on ``jobs`` forked processes and merge their shares (``options`` go to ``replay_share``,
+    e.g. ``late`` and ``ended_since`` for a report)."""
     global _JOB
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
-    _JOB = (str(path), ctx, jobs)
+    _JOB = (str(path), ctx, jobs, options)
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
             results = pool.map(_replay_share, range(jobs), chunksize=1)
