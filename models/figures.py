@@ -59,8 +59,10 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
                 yield n, line
 
 
-def replay(records: Iterable[tuple[int, bytes]], ctx: Context) -> Replay:
-    """Apply every valid record in order; events dated after ``ctx.now`` are left out (figures "as of" that time)."""
+def replay(records: Iterable[tuple[int, bytes]], ctx: Context, first_lines: dict[str, int] | None = None) -> Replay:
+    """Apply every valid record in order; events dated after ``ctx.now`` are left out (figures "as of" that time).
+    ``first_lines`` receives each dossier's first applied line: the order of ``states``, which a replay split into
+    shares needs to merge (``models.replay_shares``)."""
     out = Replay()
     for n, raw in records:
         out.lines += 1
@@ -81,6 +83,8 @@ def replay(records: Iterable[tuple[int, bytes]], ctx: Context) -> Replay:
             continue
         out.applied += 1
         out.late_arrivals += effects.late_arrival
+        if first_lines is not None and event.subject not in out.states:
+            first_lines[event.subject] = n
         out.states[event.subject] = state
     return out
 

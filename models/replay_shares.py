@@ -18,8 +18,8 @@ from typing import Iterable
 import msgspec
 
 from . import events as ev
-from .dossier import Context, apply
-from .figures import Rejection, Replay, document_from_tallies, tallies_of, views
+from .dossier import Context
+from .figures import Rejection, document_from_tallies, replay, tallies_of, views
 from .index766 import Catalogue
 from .report import LateDossier, late_dossiers_from_views
 from .tally import add_into
@@ -64,35 +64,11 @@ class ShareResult:
 
 def replay_share(records: Iterable[tuple[int, bytes]], ctx: Context, share: int, shares: int, limit: int = 100,
                  late: bool = False, ended_since: datetime | None = None) -> ShareResult:
-    """Replay the lines of one share (as ``figures.replay`` replays a file) and keep what ``merge`` needs; with
+    """Replay the lines of one share with ``figures.replay`` and keep what ``merge`` needs; with
     ``late`` also the report's late dossiers at ``ctx.now``, as ``report.late_dossiers_from_views(views, ctx.now,
     ended_since=ended_since)`` lists them."""
-    out = Replay()
     first_line: dict[str, int] = {}
-    for n, raw in records:
-        if share_of(raw, n, shares) != share:
-            continue
-        out.lines += 1
-        try:
-            event = ev.decode_event(raw)
-            if event.time > ctx.now:
-                out.after_at += 1
-                continue
-            state, effects = apply(out.states.get(event.subject), event, ctx)
-        except ev.EventError as exc:
-            out.rejections.append(Rejection(n, exc.reason, exc.message))
-            continue
-        except Exception as exc:  # noqa: BLE001 - as figures.replay: one line must not stop the audit
-            out.rejections.append(Rejection(n, "processor_error", f"{type(exc).__name__}: {exc}"))
-            continue
-        if effects.duplicate:
-            out.duplicates += 1
-            continue
-        out.applied += 1
-        out.late_arrivals += effects.late_arrival
-        if event.subject not in out.states:
-            first_line[event.subject] = n
-        out.states[event.subject] = state
+    out = replay(((n, raw) for n, raw in records if share_of(raw, n, shares) == share), ctx, first_line)
     result = ShareResult(tallies_of(out.states.values(), ctx))
     for subject, s in out.states.items():
         r = s.reception
@@ -123,14 +99,6 @@ class Merged:
     unit_meta: dict[str, dict]
     report: dict
     late: list[LateDossier] = field(default_factory=list)  # in the order one replay lists them
-
-    @property
-    def lines(self) -> int:
-        return self.report["lines"]
-
-    @property
-    def rejected(self) -> int:
-        return self.report["rejected"]
 
 
 def merge(results: Iterable[ShareResult], limit: int = 100) -> Merged:

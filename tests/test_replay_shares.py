@@ -84,7 +84,7 @@ def test_more_rejections_than_the_report_lists_are_counted_and_the_first_ones_li
     ctx = ctx_at()
     assert in_shares(lines, "month:2026-02", ctx, 3) == one_replay(lines, "month:2026-02", ctx)
     merged = merge(replay_share(numbered(lines), ctx, s, 3) for s in range(3))
-    assert merged.rejected == 250 and [r["line"] for r in merged.report["rejections"]] == list(range(1, 101))
+    assert merged.report["rejected"] == 250 and [r["line"] for r in merged.report["rejections"]] == list(range(1, 101))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
