@@ -21,10 +21,11 @@ import sys
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -112,6 +113,21 @@ def read_lines(path: Path, limit: int | None = None) -> list[bytes]:
 def subject_of(line: bytes) -> bytes:
     m = re.search(rb'"subject":"([^"]+)"', line)
     return m.group(1) if m else b"unreadable"
+
+
+@contextmanager
+def preloaded_broker(run_dir: Path, prefix: str, lines: list[bytes]) -> Iterator[tuple[EmbeddedBroker, WorkerSettings]]:
+    """An embedded broker on 127.0.0.1 whose events topic for ``prefix`` (``PARTITIONS`` partitions) holds ``lines``,
+    and the workers' settings for it; the broker is stopped on exit (bench/transactions_p.py, bench/scale_out.py)."""
+    broker = EmbeddedBroker(data_dir=run_dir / "broker").start()
+    try:
+        settings = WorkerSettings(broker=broker.bootstrap, topic_prefix=prefix, app_id=prefix + "app",
+                                  partitions=PARTITIONS)
+        ensure_topics(broker.bootstrap, settings)
+        log(f"preloaded {len(lines)} events at {produce_bulk(broker.bootstrap, settings.events, lines):.0f} ev/s")
+        yield broker, settings
+    finally:
+        broker.stop()
 
 
 def produce_bulk(bootstrap: str, topic: str, lines: list[bytes]) -> float:

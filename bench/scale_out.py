@@ -26,14 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import reliability as rel  # noqa: E402
-from bench.harness import Worker, produce_bulk, rate_between, wait_for  # noqa: E402
-from streams.runtime.settings import WorkerSettings  # noqa: E402
-from streams.runtime.topics import ensure_topics  # noqa: E402
-from streams.tools.broker import EmbeddedBroker  # noqa: E402
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+from bench.harness import Worker, log, preloaded_broker, rate_between, wait_for  # noqa: E402
 
 
 def one_group(bootstrap: str, prefix: str, app_id: str, workers: int, run_dir: Path, clock: Path, expect: int,
@@ -73,21 +66,15 @@ def main() -> int:
     lines = rel.simulate(args.events)
     clock = run_dir / "clock"
     clock.write_text(rel.AT.isoformat())
-    broker = EmbeddedBroker(data_dir=run_dir / "broker").start()
     results: dict[int, list] = {1: [], 2: []}
-    try:
-        prefix = "scale-"
-        settings = WorkerSettings(broker=broker.bootstrap, topic_prefix=prefix, app_id=prefix + "app", partitions=4)
-        ensure_topics(broker.bootstrap, settings)
-        log(f"preloaded {len(lines)} events at {produce_bulk(broker.bootstrap, settings.events, lines):.0f} ev/s")
+    prefix = "scale-"
+    with preloaded_broker(run_dir, prefix, lines) as (broker, _settings):
         for r in range(args.repeats):
             for n in ((1, 2) if r % 2 == 0 else (2, 1)):  # interleaved, order alternating
                 res = one_group(broker.bootstrap, prefix, f"{prefix}{n}w-{r}", n, run_dir, clock, len(lines))
                 results[n].append(res)
                 log(f"{n} worker(s), run {r + 1}: {res}")
                 out.write_text(json.dumps({"events": len(lines), "runs": results}, indent=2))
-    finally:
-        broker.stop()
     rates = {n: [x["rate"] for x in runs if x["rate"]] for n, runs in results.items()}
     summary = {n: {"P_median": statistics.median(r) if r else None, "P_runs": [round(x) for x in r],
                    "beyond_history": [x["beyond_history"] for x in results[n]]} for n, r in rates.items()}

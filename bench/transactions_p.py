@@ -26,16 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import reliability as rel  # noqa: E402
-from bench.harness import Worker, produce_bulk, run_product_throughput, same_figures  # noqa: E402
+from bench.harness import Worker, log, preloaded_broker, run_product_throughput, same_figures  # noqa: E402
 from streams.runtime.settings import WorkerSettings  # noqa: E402
-from streams.runtime.topics import ensure_topics  # noqa: E402
-from streams.tools.broker import EmbeddedBroker  # noqa: E402
 
 GUARANTEES = ("exactly_once", "at_least_once")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def committed(bootstrap: str, app_id: str, topic: str) -> int:
@@ -73,13 +67,9 @@ def main() -> int:
     expected = rel.oracle(lines)
     clock = run_dir / "clock"
     clock.write_text(rel.AT.isoformat())
-    broker = EmbeddedBroker(data_dir=run_dir / "broker").start()
     results: dict[str, list] = {g: [] for g in GUARANTEES}
-    try:
-        prefix = "txp-"
-        settings = WorkerSettings(broker=broker.bootstrap, topic_prefix=prefix, app_id=prefix + "app", partitions=4)
-        ensure_topics(broker.bootstrap, settings)
-        log(f"preloaded {len(lines)} events at {produce_bulk(broker.bootstrap, settings.events, lines):.0f} ev/s")
+    prefix = "txp-"
+    with preloaded_broker(run_dir, prefix, lines) as (broker, settings):
         for r in range(args.repeats):
             for g in (GUARANTEES if r % 2 == 0 else GUARANTEES[::-1]):  # interleaved, order alternating
                 res = one_run(broker.bootstrap, prefix, f"{prefix}{g}-{r}", g, run_dir, clock, lines, expected,
@@ -88,8 +78,6 @@ def main() -> int:
                 log(f"{g} run {r + 1}: P {res['rate'] and round(res['rate'])} ev/s, committed "
                     f"{res['committed_after_handled_s']} s after handled, exact {res['exact']}")
                 out.write_text(json.dumps({"events": len(lines), "runs": results}, indent=2, default=str))
-    finally:
-        broker.stop()
     summary = {g: {"P_median": statistics.median([x["rate"] for x in runs if x["rate"]] or [0]),
                    "P_runs": [round(x["rate"] or 0) for x in runs],
                    "committed_after_handled_s": [x["committed_after_handled_s"] for x in runs],
