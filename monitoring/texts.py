@@ -56,18 +56,20 @@ def unit_tmpl(lang: str) -> str:
 def province_tmpl(lang: str) -> str:
     """The province's name, which the unit registry gives as a unit of its own (``unit:onestop_unit_info:max`` with
     ``unit`` = the province code), looked up when the alert is rendered; its code when no name is known."""
-    label = "name_en" if lang == "en" else "name"
-    code = tr("province_code", lang, code="{{ $labels.province }}")
-    return (f'{{{{ with printf `unit:onestop_unit_info:max{{unit=%q,{label}!=""}}` $labels.province | query }}}}'
-            f'{{{{ . | first | label "{label}" }}}}{{{{ else }}}}{code}{{{{ end }}}}')
+    return _province_lookup(lang, otherwise=tr("province_code", lang, code="{{ $labels.province }}"))
 
 
 def province_name_tmpl(lang: str) -> str:
     """The province's name alone, empty when the registry has none: an annotation that Alertmanager's notification
     titles read, since Alertmanager cannot query Prometheus itself."""
+    return _province_lookup(lang)
+
+
+def _province_lookup(lang: str, otherwise: str = "") -> str:
     label = "name_en" if lang == "en" else "name"
-    return (f'{{{{ with printf `unit:onestop_unit_info:max{{unit=%q,{label}!=""}}` $labels.province | query }}}}'
-            f'{{{{ . | first | label "{label}" }}}}{{{{ end }}}}')
+    found = (f'{{{{ with printf `unit:onestop_unit_info:max{{unit=%q,{label}!=""}}` $labels.province | query }}}}'
+             f'{{{{ . | first | label "{label}" }}}}')
+    return found + (f"{{{{ else }}}}{otherwise}" if otherwise else "") + "{{ end }}"
 
 
 def value_pct(lang: str) -> str:
