@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ProducerFenced
 
 from streams.runtime.partitions import _table_key
 
-__all__ = ["Transactions", "TransactionalPath", "dead_letter_record"]
+__all__ = ["Failure", "Output", "Transactions", "TransactionalPath", "dead_letter_record"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,29 @@ log = logging.getLogger(__name__)
 TXN_LINGER_MS = 5
 #: Longest a partition's catch-up read of its changelog may take after a failed transaction.
 CATCH_UP_SECONDS = 60.0
+#: Longest the read that looks for a failed transaction's alerts and dead letters may take.
+OUTPUTS_CHECK_SECONDS = 30.0
+
+
+class Output(NamedTuple):
+    """An alert or dead letter of a transaction as the broker acknowledged it: where it went and what it was."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Failure(NamedTuple):
+    """What a partition's failed transaction leaves for its restoration: the committed offset known before it,
+    whether it carried changelog records, and its alerts and dead letters if the broker had acknowledged them all
+    before the commit failed (None if not: it cannot have committed them)."""
+
+    offset: int | None
+    had_changelog: bool
+    outputs: tuple[Output, ...] | None = None
 
 
 class Fenced(Exception):
@@ -57,10 +80,13 @@ class Transactions:
         #: assignment instead: another worker has them.
         self.broken: set[int] = set()
         self.fenced: set[int] = set()
-        #: Per partition whose transaction failed and that waits in ``broken``: the committed offset known then, and
-        #: whether that transaction carried changelog records (see ``_restore_broken``). Forgotten once the partition
-        #: is restored, fenced or no longer assigned here.
-        self.before_failure: dict[int, tuple[int | None, bool]] = {}
+        #: Per partition whose transaction failed and that waits in ``broken``: the committed offset known then,
+        #: whether that transaction carried changelog records, and its acknowledged outputs (see ``_restore_broken``).
+        #: Forgotten once the partition is restored, fenced or no longer assigned here.
+        self.before_failure: dict[int, Failure] = {}
+        #: Per partition, the alerts and dead letters of its last transaction once the broker acknowledged them all;
+        #: kept only while that transaction has not committed as far as this worker knows.
+        self.acknowledged: dict[int, tuple[Output, ...]] = {}
         self._owning = asyncio.Lock()
 
     def transactional_id(self, partition: int) -> str:
@@ -129,6 +155,7 @@ class Transactions:
         if producer is None:
             raise Fenced(f"partition {partition} has no transactional producer")
         s = self.settings
+        self.acknowledged.pop(partition, None)
         try:
             await producer.begin_transaction()
             sent = [await producer.send(self.changelog_topic, value, key=key, partition=partition)
@@ -138,10 +165,14 @@ class Transactions:
             # Every record acknowledged before the commit: aiokafka commits a transaction even when the broker
             # refused one of its records for good (too large, not authorised), which would lose that output.
             metas = await asyncio.gather(*sent, *outputs)
+            records = [(k, v, ()) for k, v in alerts] + [(k, v, tuple(map(tuple, h))) for k, v, h in dead]
+            self.acknowledged[partition] = tuple(Output(m.topic, m.partition, m.offset, *record)
+                                                 for m, record in zip(metas[len(sent):], records))
             metas = metas[:len(sent)]
             if offset is not None:
                 await producer.send_offsets_to_transaction({TopicPartition(s.events, partition): offset}, s.app_id)
             await producer.commit_transaction()
+            self.acknowledged.pop(partition, None)
         except ProducerFenced as exc:
             await self._close(partition)
             raise Fenced(str(exc)) from exc
@@ -177,6 +208,43 @@ class Transactions:
         finally:
             await consumer.stop()
         return out
+
+    async def outputs_committed(self, outputs: tuple[Output, ...]) -> bool:
+        """Whether a read_committed reader finds every one of these acknowledged records where the broker put it,
+        byte for byte (key, value, headers): the transaction that wrote them committed, and the broker kept them.
+        Call it after the partition's producer started again, so that the transaction is settled one way or the
+        other. False when any is missing or the read does not finish in time."""
+        if not outputs:
+            return True
+        wanted: dict[TopicPartition, dict[int, tuple]] = {}
+        for o in outputs:
+            wanted.setdefault(TopicPartition(o.topic, o.partition), {})[o.offset] = (o.key, o.value, o.headers)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.broker, group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed", client_id="onestop-outputs-check",
+                                    **self.client_config)
+        await consumer.start()
+        found: dict[TopicPartition, dict[int, tuple]] = {tp: {} for tp in wanted}
+        try:
+            consumer.assign(list(wanted))
+            ends = await consumer.end_offsets(list(wanted))  # the last stable offsets, under read_committed
+            if any(max(offsets) >= ends[tp] for tp, offsets in wanted.items()):
+                return False
+            for tp, offsets in wanted.items():
+                consumer.seek(tp, min(offsets))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + OUTPUTS_CHECK_SECONDS
+            while [tp for tp, offsets in wanted.items() if await consumer.position(tp) <= max(offsets)]:
+                if loop.time() > deadline:
+                    log.warning("the outputs of a failed transaction were not read back in %.0f s",
+                                OUTPUTS_CHECK_SECONDS)
+                    return False
+                for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
+                    for r in batch:
+                        if r.offset in wanted[tp]:
+                            found[tp][r.offset] = (r.key, r.value, tuple(map(tuple, r.headers or ())))
+        finally:
+            await consumer.stop()
+        return found == wanted
 
     async def close(self) -> None:
         async with self._owning:
@@ -338,8 +406,9 @@ class TransactionalPath:
         old = self.partitions.pop(p, None)
         if old is not None:
             self._release(old)
+        outputs = self.txn.acknowledged.pop(p, None)
         if reown:  # the first failure's offset counts: the partition applies nothing more until it is restored
-            self.txn.before_failure.setdefault(p, (self.txn.committed.get(p), had_changelog))
+            self.txn.before_failure.setdefault(p, Failure(self.txn.committed.get(p), had_changelog, outputs))
         else:  # another worker has it: what it commits is its own
             self.txn.before_failure.pop(p, None)
         (self.txn.broken if reown else self.txn.fenced).add(p)
@@ -365,24 +434,31 @@ class TransactionalPath:
                 self.txn.broken.add(p)
                 log.warning("partition %s: its producer did not start again (%r); trying again", p, exc)
                 continue
-            (before, had_changelog), now = self.txn.before_failure.pop(p, (None, False)), self.txn.committed.get(p)
+            failure, now = self.txn.before_failure.pop(p, Failure(None, False)), self.txn.committed.get(p)
+            before, had_changelog = failure.offset, failure.had_changelog
             if caught_up:
                 log.warning("partition %s: a transaction the worker saw fail had committed: its %s changelog "
                             "record(s) were written to the local table", p, caught_up)
             elif before is not None and now is not None and now > before:
                 # The group's offset moved to the failed transaction's while the table holds none of its changelog
                 # records. With changelog records that is the broker's fault (seen on the embedded broker restarted
-                # under a transaction in flight); without, the transaction may well have committed, but its dead
-                # letters and alerts may also be missing on such a broker, and a dead letter lost is worse than one
-                # written twice. Either way its records are applied again from the offset before it (figures stay
-                # exact; a dead letter or alert among them may repeat, none is lost).
+                # under a transaction in flight). Without, the transaction may well have committed: it did if every
+                # alert and dead letter the broker acknowledged is there for a read_committed reader, and then
+                # nothing is read again. Otherwise (some missing: such a broker may lose them too) its records are
+                # applied again from the offset before it (figures stay exact; an output among them may repeat,
+                # none is lost).
                 if had_changelog:
                     log.error("partition %s: the broker committed offset %s of a transaction whose changelog records "
                               "it does not hold; reading again from %s", p, now, before)
+                    self.txn.committed[p] = before
+                elif await self._outputs_committed(p, failure.outputs):
+                    log.warning("partition %s: a failed transaction without changelog records had committed, with "
+                                "its %s alert(s) and dead letter(s): not read again", p, len(failure.outputs or ()))
                 else:
                     log.warning("partition %s: a failed transaction without changelog records moved the offset to "
-                                "%s; reading again from %s so that none of its outputs can be lost", p, now, before)
-                self.txn.committed[p] = before
+                                "%s and not all of its outputs are there; reading again from %s so that none of "
+                                "them can be lost", p, now, before)
+                    self.txn.committed[p] = before
             old = self.partitions.pop(p, None)
             if old is not None:
                 self._release(old)
@@ -393,6 +469,15 @@ class TransactionalPath:
                 committed = (await self.app.consumer.earliest_offsets(tp)).get(tp) or 0
             await self._seek_source(p, committed)
             log.info("partition %s: producer started again, rebuilt, reading again from offset %s", p, committed)
+
+    async def _outputs_committed(self, p: int, outputs: tuple[Output, ...] | None) -> bool:
+        if outputs is None:  # not all acknowledged: the transaction cannot have committed them
+            return False
+        try:
+            return await self.txn.outputs_committed(outputs)
+        except Exception as exc:  # the broker away again: read the records again rather than risk losing one
+            log.warning("partition %s: could not read back a failed transaction's outputs (%r)", p, exc)
+            return False
 
     async def _catch_up_table(self, p: int) -> int:
         """Write into the partition's table what its changelog committed after the table's persisted offset: a
