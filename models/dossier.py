@@ -102,6 +102,9 @@ class DossierState(Struct):
     withdrawn_at: datetime | None = None
     stopped_at: datetime | None = None
     processed_at: datetime | None = None
+    # The latest ``processed`` read from a processing step (``from_step``): the end of processing only while no
+    # end was stated as a date of its own (``processed_at``), since a sender may mark an intermediate step done.
+    step_processed_at: datetime | None = None
     returned_at: datetime | None = None
     reschedules: dict[bytes, tuple[datetime, datetime, datetime]] = {}  # key -> (issued_at, previous_due, new_due)
     digitized: bool = False
@@ -260,8 +263,8 @@ def _check_timeline(state: DossierState, event: ev.Event, instant: datetime) -> 
 
 
 def _earliest_handling_fact(state: DossierState) -> datetime | None:
-    times = [t for t in (state.processed_at, state.returned_at, state.stopped_at, state.withdrawn_at,
-                         state.withdrawal_requested_at) if t is not None]
+    times = [t for t in (state.processed_at, state.step_processed_at, state.returned_at, state.stopped_at,
+                         state.withdrawn_at, state.withdrawal_requested_at) if t is not None]
     times += list(state.supplement_requested.values()) + list(state.supplement_completed.values())
     times += list(state.payment_completed.values())
     return min(times) if times else None
@@ -306,7 +309,11 @@ def _merge(s: DossierState, event: ev.Event, kd: bytes, ctx: Context) -> None:
     elif kind == "stopped":
         s.stopped_at = _min(s.stopped_at, d.stopped_at or event.time)
     elif kind == "processed":
-        s.processed_at = _min(s.processed_at, d.processing_ended_at)
+        if d.from_step:  # the last step counts: max, as ``_min`` below is min (both independent of the order)
+            t = d.processing_ended_at
+            s.step_processed_at = t if s.step_processed_at is None or t > s.step_processed_at else s.step_processed_at
+        else:
+            s.processed_at = _min(s.processed_at, d.processing_ended_at)
         s.e_result = s.e_result or any(r.electronic for r in d.results)
     elif kind == "result_returned":
         s.returned_at = _min(s.returned_at, d.returned_at)

@@ -587,6 +587,6 @@ def _convert_progress(record: dict, rec: _Record) -> list[dict]:
         kind, name = _PROGRESS_ENDS[status]
         data: dict[str, Any] = {name: _iso(at)}
         if kind == "processed":
-            data["results"] = []
+            data |= {"results": [], "from_step": True}  # the last step 9 counts, unless NgayKetThucXuLy says
         rec.emit(kind, at, data)
     return rec.events

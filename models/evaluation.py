@@ -234,12 +234,14 @@ def evaluate(state: DossierState, ctx: Context) -> View | None:
         return None
     cfg = ctx.config
     cal = ctx.calendar.for_unit(rec.handling_unit_code)
-    ends = [(t, k) for t, k in ((state.processed_at, "processed"), (state.returned_at, "returned"),
+    # A stated end of processing wins over one read from processing steps (the last of them).
+    processed_at = state.processed_at if state.processed_at is not None else state.step_processed_at
+    ends = [(t, k) for t, k in ((processed_at, "processed"), (state.returned_at, "returned"),
                                 (state.stopped_at, "stopped"), (state.withdrawn_at, "withdrawn")) if t is not None]
     # The end of processing is the first of these; "processed" is preferred over "returned" (spec §2.7).
     end_at, end_kind = (None, None)
-    if state.processed_at is not None:
-        end_at, end_kind = state.processed_at, "processed"
+    if processed_at is not None:
+        end_at, end_kind = processed_at, "processed"
         for t, k in ends:
             if k in ("stopped", "withdrawn") and t < end_at:
                 end_at, end_kind = t, k

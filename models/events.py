@@ -200,6 +200,9 @@ class Stopped(Struct):
 class Processed(Struct):
     processing_ended_at: AwareDatetime
     results: list[Result] = []
+    from_step: Annotated[bool, Meta(description=(
+        "true when the end of processing is read from a processing step of the one-stop system (its last such "
+        "step counts) rather than stated as a date of its own (the earliest counts, and it wins over any step)"))] = False
 
 
 class ResultReturned(Struct):

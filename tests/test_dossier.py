@@ -31,6 +31,11 @@ def processed(when, electronic=False):
     return ("processed", when, {"processing_ended_at": iso(when), "results": [{"electronic": electronic}]})
 
 
+def step_processed(when):
+    """The end of processing as a one-stop system's processing step reports it (DVCQG progress step 9)."""
+    return ("processed", when, {"processing_ended_at": iso(when), "results": [], "from_step": True})
+
+
 def apology(issued, new_due, prev="2026-03-09 08:00"):
     return ("due_rescheduled", issued, {"apology": {"issued_at": iso(issued), "previous_due_at": iso(prev),
                                                     "new_due_at": iso(new_due)}})
@@ -82,6 +87,37 @@ TIMELINESS = [
     ("a completed supplement moves the open dossier's due", [REC, sup_req("2026-03-03 08:00"),
         sup_done("2026-03-05 08:00")], "2026-03-10 09:00", True, "open_due_soon"),
 ]
+
+
+END_OF_PROCESSING = [
+    # (rule, steps, end of processing)
+    ("a stated end: the earliest counts", [REC, processed("2026-03-10 09:00"), processed("2026-03-06 10:00")],
+     "2026-03-06 10:00"),
+    ("from processing steps only: the last counts", [REC, step_processed("2026-03-04 09:00"),
+                                                     step_processed("2026-03-10 15:00")], "2026-03-10 15:00"),
+    ("a step marked done at a supplement request, then the real end", [
+        REC, step_processed("2026-03-03 09:00"), sup_req("2026-03-03 09:00"), sup_done("2026-03-05 09:00"),
+        step_processed("2026-03-11 10:00")], "2026-03-11 10:00"),
+    ("a stated end wins over a later step", [REC, step_processed("2026-03-12 09:00"), processed("2026-03-06 10:00")],
+     "2026-03-06 10:00"),
+    ("a stated end wins over an earlier step", [REC, processed("2026-03-06 10:00"), step_processed("2026-03-04 09:00")],
+     "2026-03-06 10:00"),
+    ("a stop before the end from steps ends it", [REC, step_processed("2026-03-12 09:00"),
+                                                  ("stopped", "2026-03-05 09:00", {"reason": "x"})], "2026-03-05 09:00"),
+]
+
+
+@pytest.mark.parametrize("rule,steps,end", END_OF_PROCESSING, ids=[r[0] for r in END_OF_PROCESSING])
+def test_end_of_processing(rule, steps, end):
+    for order in (steps, [steps[0]] + steps[:0:-1]):  # as sent, and the steps in reverse
+        state, ctx = fold(order)
+        assert evaluate(state, ctx).end_at == t(end), order
+
+
+def test_the_end_read_from_steps_decides_the_judgement():
+    early, _ = judged([REC, step_processed("2026-03-03 09:00")])
+    late, judgement = judged([REC, step_processed("2026-03-03 09:00"), step_processed("2026-03-10 09:00")])
+    assert early.judge(NOW).on_time and (judgement.on_time, judgement.bucket) == (False, "ended_late")
 
 
 @pytest.mark.parametrize("rule,steps,now,on_time,bucket", TIMELINESS, ids=[r[0] for r in TIMELINESS])

@@ -50,8 +50,15 @@ def lifecycles(draw):
                                                           "new_due_at": iso("2026-12-05 08:00")}}))
     end = draw(st.sampled_from(["open", "processed", "stopped", "withdrawn"]))
     if end == "processed":
-        e = later()
-        steps.append(("processed", e, {"processing_ended_at": e.isoformat(), "results": [{"electronic": draw(st.booleans())}]}))
+        # a stated end (the earliest counts), ends read from processing steps (the last counts), or both
+        stated, from_steps = draw(st.sampled_from([(True, 0), (True, 1), (True, 2), (False, 1), (False, 2)]))
+        for _ in range(from_steps):
+            e = later()
+            steps.append(("processed", e, {"processing_ended_at": e.isoformat(), "results": [], "from_step": True}))
+        if stated:
+            e = later()
+            steps.append(("processed", e, {"processing_ended_at": e.isoformat(),
+                                           "results": [{"electronic": draw(st.booleans())}]}))
         if draw(st.booleans()):
             r = later()
             steps.append(("result_returned", r, {"returned_at": r.isoformat()}))

@@ -295,6 +295,29 @@ def test_progress_steps(profile, expected):
     assert kinds(one(body, profile=profile)) == expected
 
 
+def progress(status: str, at: str, code: str = "000.00.12.H40-260605-0100") -> dict:
+    return {"session": "s", "madonvi": "G09.20", "service": "CapNhatTienDoHoSoMC", "isUpdating": "True",
+            "data": [{"MaHoSo": code, "TrangThai": status, "ThoiDiemXuLy": at}]}
+
+
+@pytest.mark.parametrize("bodies, end", [
+    # a sender that marks a step "9" when it asks for a supplement, then "9" at the real end: the last step counts
+    ([[record()], progress("9", "20260608090000"), progress("9", "20260611150000")], "2026-06-11T15:00:00+07:00"),
+    # NgayKetThucXuLy, once a dossier record states it, wins over any step
+    ([[record()], progress("9", "20260608090000"), progress("9", "20260611150000"),
+      [record(TrangThaiHoSo="9", NgayKetThucXuLy="20260610100000")]], "2026-06-10T10:00:00+07:00"),
+], ids=["last-step", "stated-end-wins"])
+def test_the_end_of_processing_is_ngay_ket_thuc_xu_ly_or_the_last_step_9(bodies, end):
+    lines = [event_to_json(e) for b in bodies for e in one(b).events]
+    assert all(d.get("from_step") for b in bodies if isinstance(b, dict)
+               for d in of_kind(one(b), "processed"))
+    for order in (lines, lines[::-1]):
+        rep = replay(list(enumerate(order, 1)), CTX)
+        assert not rep.rejections
+        [view] = [evaluate(s, CTX) for s in rep.states.values()]
+        assert view.end_at == datetime.fromisoformat(end)
+
+
 def test_a_supplement_from_a_progress_step_when_the_sender_says_so():
     step = [{"MaHoSo": "G09.20-20260609-0092637", "TrangThai": "5", "ThoiDiemXuLy": "20260610090000"}]
     assert "supplement_requested" not in kinds(one(step))
