@@ -356,6 +356,16 @@ def pipeline_health(config: MixinConfig, catalogue: Catalogue, lang: str = "vi")
                               [(f"job:onestop_events_rejected:ratio_rate{config.dead_letter_window}", "{{job}}")],
                               unit="percentunit", w=12, h=8))
 
+    panels.append(lay.row(T("ph.row.sync")))
+    panels.append(_timeseries(lay, T("ph.sync_records"),
+                              [(f'sum by (service) (rate(onestop_sync_records_total{{{sel}, outcome="{o}"}}[{ri}]))',
+                                "{{service}}: " + T(f"legend.sync_{o}")) for o in ("accepted", "refused")],
+                              unit="ops", description=T("ph.sync_records.desc")))
+    panels.append(_timeseries(lay, T("ph.sync_bodies"),
+                              [(f'sum(rate(onestop_sync_bodies_total{{{sel}, outcome="{o}"}}[{ri}]))',
+                                T(f"legend.sync_{o}")) for o in ("ok", "partial", "refused")],
+                              unit="ops", description=T("ph.sync_bodies.desc")))
+
     panels.append(lay.row(T("ph.row.workers")))
     panels.append(_table(
         lay, T("ph.workers"),

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from models.dvcqg import load_profile
 from models.figures import iter_lines
 from streams.runtime.sync_agent import SyncIngest, record_headers
+from streams.runtime.tallies import PipelineHealth
 from tests.test_dvcqg import (EDGE_EXPECTED, EXPECTED, PROFILE, SAMPLES, _all_bodies, _pii_values,
                               assert_hand_worked_figures)
 
@@ -91,11 +92,11 @@ class Recorder:
             ack.set_result(None)
 
 
-def ingest_all(lines, **kw):
-    events, dlq, rejected = Recorder(), Recorder(), []
-    runtime = SimpleNamespace(dlq_topic=dlq, health=SimpleNamespace(reject=rejected.append))
-    helper = SyncIngest(runtime, events, PROFILE)
+def ingest_all(lines, health=None, **kw):
+    events, dlq, health = Recorder(), Recorder(), health or PipelineHealth()
+    helper = SyncIngest(SimpleNamespace(dlq_topic=dlq, health=health), events, PROFILE)
     outcomes = [asyncio.run(helper.ingest(raw, origin={"x-source-http": "test"}, **kw)) for raw in lines]
+    rejected = [reason for reason, n in health.rejected.values.items() for _ in range(int(n))]
     return outcomes, events.sent, dlq.sent, rejected
 
 
@@ -119,7 +120,7 @@ def test_the_helper_produces_keyed_events_and_redacted_dead_letters():
 def test_the_helper_returns_only_once_the_broker_acknowledged_every_record():
     lines = [raw for _n, raw in iter_lines(str(EDGE))]
     events, dlq = Recorder(), Recorder()
-    runtime = SimpleNamespace(dlq_topic=dlq, health=SimpleNamespace(reject=lambda _r: None))
+    runtime = SimpleNamespace(dlq_topic=dlq, health=PipelineHealth())
     helper = SyncIngest(runtime, events, PROFILE)
 
     async def run_all():
@@ -133,8 +134,30 @@ def test_the_helper_returns_only_once_the_broker_acknowledged_every_record():
     refusing = SyncIngest(SimpleNamespace(dlq_topic=Recorder(refuse=True), health=runtime.health),
                           Recorder(refuse=True), PROFILE)
     good = next(raw for raw in lines if helper_events(raw))
+    counted = dict(runtime.health.sync_bodies)
     with pytest.raises(RuntimeError, match="broker refused"):
         asyncio.run(refusing.ingest(good, origin={"x-source-http": "test"}))
+    assert runtime.health.sync_bodies == counted  # not recorded, so not counted: the sender sends it again
+
+
+def test_the_helper_counts_bodies_and_records_by_service_and_outcome_with_the_service_bounded():
+    health = PipelineHealth()
+    lines = [raw for _n, raw in iter_lines(str(EDGE))]
+    outcomes, _events, _dlq, rejected = ingest_all(lines, health)
+    bodies = {}
+    for o in outcomes:
+        kind = "refused" if o.body_error or (o.records and not o.accepted) else "partial" if o.rejected else "ok"
+        key = (o.service or "unknown", kind)
+        bodies[key] = bodies.get(key, 0) + 1
+    assert health.sync_bodies == bodies and {k for _s, k in bodies} == {"ok", "partial", "refused"}
+    assert sum(health.sync_records.get((s, "refused"), 0) for s in ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")) \
+        == sum(len(o.rejected) for o in outcomes) == len(rejected) - sum(1 for o in outcomes if o.body_error)
+    assert sum(n for (_s, k), n in health.sync_records.items() if k == "accepted") == sum(o.accepted for o in outcomes)
+    # a service nobody knows (a topic record's header) is counted as unknown, never as a label of its own
+    good = next(raw for raw in lines if helper_events(raw))
+    health = PipelineHealth()
+    ingest_all([good, good], health, service="LayThuTuc")
+    assert health.sync_bodies == {("unknown", "refused"): 2} and health.sync_records == {}
 
 
 def helper_events(raw: bytes) -> int:

@@ -10,12 +10,15 @@ import sys
 import time
 from datetime import datetime
 
+from collections import Counter
+
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.calendar import WorkCalendar
 from models.dossier import Context
-from models.dvcqg import BodyError, convert_body, convert_lines
+from models.dvcqg import SERVICES, BodyError, convert_body, convert_lines
 from models.events import event_to_json
 from models.figures import iter_lines, replay, score_document
 from streams.runtime.settings import WorkerSettings
@@ -51,6 +54,34 @@ def service_of(raw: bytes) -> str:
         return "DongBoHoSoMC"
 
 
+def sync_counts(sent: list[tuple[bytes, str | None]]) -> Counter:
+    """What the worker's sync counters must say after these (body, service asked for) were recorded, worked out
+    with the converter: {("bodies", service, outcome): n, ("records", service, outcome): n}."""
+    want: Counter = Counter()
+    for raw, service in sent:
+        try:
+            conv = convert_body(raw, service=service, profile=PROFILE)
+        except BodyError:
+            want["bodies", service if service in SERVICES else "unknown", "refused"] += 1
+            continue
+        refused = len(conv.rejected)
+        accepted = conv.records - refused
+        want["bodies", conv.service, "refused" if conv.records and not accepted else "partial" if refused else "ok"] += 1
+        want["records", conv.service, "accepted"] += accepted
+        want["records", conv.service, "refused"] += refused
+    return +want
+
+
+def scraped_sync_counts(worker: WorkerProcess) -> Counter:
+    got: Counter = Counter()
+    for family in text_string_to_metric_families(worker.metrics_text()):
+        if family.name in ("onestop_sync_bodies", "onestop_sync_records"):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    got[family.name.rsplit("_", 1)[1], sample.labels["service"], sample.labels["outcome"]] += sample.value
+    return got
+
+
 class Sync:
     """Topics, a worker on a frozen clock with the sample sender profile and a token, and both ways in."""
 
@@ -66,12 +97,14 @@ class Sync:
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self.workers: list[WorkerProcess] = []
         self.worker: WorkerProcess | None = None
+        self.sent: list[tuple[bytes, str | None]] = []  # (body, service asked for) handed to the current worker
 
     def start(self) -> WorkerProcess:
         port = self.worker.web_port if self.worker else None
         self.worker = WorkerProcess(bootstrap=self.bootstrap, data_dir=self.tmp / "w1", log_path=self.tmp / "w1.log",
                                     web_port=port, env=self.env)
         self.workers.append(self.worker)
+        self.sent = []
         self.worker.start()
         self.worker.wait_ready(timeout=90)
         return self.worker
@@ -80,14 +113,19 @@ class Sync:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        status, body = http(f"{self.worker.url}/api/dvcqg/{service or service_of(raw)}", data=raw, timeout=30,
-                            headers=headers)
-        return status, json.loads(body)
+        service = service or service_of(raw)
+        status, body = http(f"{self.worker.url}/api/dvcqg/{service}", data=raw, timeout=30, headers=headers)
+        answer = json.loads(body)
+        if answer["error_code"] not in ("-2", "-4"):  # refused before the body was read: never recorded
+            self.sent.append((raw, service))
+        return status, answer
 
     def forward(self, bodies: list[bytes], with_service_header: bool = True) -> None:
         for i, raw in enumerate(bodies):
-            headers = [("service", service_of(raw).encode())] if with_service_header and i % 2 == 0 else []
+            service = service_of(raw) if with_service_header and i % 2 == 0 else None
+            headers = [("service", service.encode())] if service else []
             self.producer.send(self.settings.sync, key=None, value=raw, headers=headers)
+            self.sent.append((raw, service))
         self.producer.flush(timeout=30)
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -183,6 +221,11 @@ def test_bodies_over_http_and_the_topic_give_the_oracle_figures_before_and_after
     sync.wait_equal(oracle)
     first = sync.dead_letters(2 * EDGE_DEAD_LETTERS)
     assert len(first) == 2 * EDGE_DEAD_LETTERS
+    # The worker's sync counters: every body and record of both paths, by service and outcome.
+    want = sync_counts(sync.sent)
+    assert {k[2] for k in want if k[0] == "bodies"} == {"ok", "partial", "refused"}
+    assert want["records", "DongBoHoSoMC", "refused"] and want["records", "CapNhatTienDoHoSoMC", "accepted"]
+    assert scraped_sync_counts(w) == want
 
     # A crash with sync records in flight, a restart on the same data, everything again over both paths.
     sync.forward(CORPUS)

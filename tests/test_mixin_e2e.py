@@ -42,7 +42,7 @@ from monitoring.alerts import alert_groups
 from monitoring.rules import recording_groups, tally_keys
 from monitoring.worktime import calendar_facts
 from tests.loopback import AlertWebhook, LoopbackServer, QuietHandler
-from tests.procs import WorkerProcess, wait_for
+from tests.procs import WorkerProcess, http, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -341,6 +341,24 @@ def test_worker_prometheus_alertmanager_end_to_end(kafka_bootstrap: str, topic_p
         wait_for(lambda: (_query(prom, 'sum(onestop_events_processed_total{job="onestop"})') or [{}])[0]
                  .get("value", [0, "0"])[1] == str(len(lines) + 2), timeout=90, what="every event processed")
         assert _query(prom, 'sum(onestop_events_rejected_total{job="onestop"})')[0]["value"][1] == "3"
+
+        # National-portal sync bodies for the sync panels, none of them changing a figure: progress steps 2 (a
+        # record accepted, no event), one of them beside a record without its time (refused), and a bad body.
+        def step(n: int, **fields) -> dict:
+            return {"MaHoSo": f"T99.X001-20260310-{n:04d}", "TrangThai": "2", **fields}
+
+        progress = f"{worker.url}/api/dvcqg/CapNhatTienDoHoSoMC"
+        for body, status in ((json.dumps([step(1, ThoiDiemXuLy="20260310090000")]).encode(), 200),
+                             (json.dumps([step(2, ThoiDiemXuLy="20260310090000"), step(3)]).encode(), 200),
+                             (b"{not json", 400)):
+            assert http(progress, data=body, timeout=30)[0] == status
+        wait_for(lambda: {(s["metric"]["outcome"], s["value"][1]) for s in _query(
+                     prom, 'sum by (outcome) (onestop_sync_bodies_total{job="onestop"})')}
+                 == {("ok", "1"), ("partial", "1"), ("refused", "1")}, timeout=30, what="sync bodies scraped")
+        assert {(s["metric"]["service"], s["metric"]["outcome"], s["value"][1]) for s in _query(
+            prom, 'onestop_sync_records_total{job="onestop"}')} == {("CapNhatTienDoHoSoMC", "accepted", "2"),
+                                                                   ("CapNhatTienDoHoSoMC", "refused", "1")}
+        assert _query(prom, 'sum(onestop_events_rejected_total{job="onestop"})')[0]["value"][1] == "5"
 
         stand_in.fill(worker.get("/metrics")[1].decode())
         # One working day later: dossiers cross their deadlines without any event; alerts go to the alerts topic.

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.dvcqg import (DEFAULT_PROFILE, BodyError, Conversion, SenderProfile, body_records, convert_body, load_profile,
-                          redact_body)
+from models.dvcqg import (DEFAULT_PROFILE, SERVICES, BodyError, Conversion, SenderProfile, body_records, convert_body,
+                          load_profile, redact_body)
 from models.dvcqg_fields import safe_code
 from models.events import event_to_json
 from streams.runtime.runtime import DLQ_MAX_VALUE_BYTES, MAX_HEADER_CHARS
@@ -86,6 +86,20 @@ class SyncIngest:
         self.bodies = Counter()
         """Bodies handled per outcome (``ok``, ``partial``, ``refused``), for logs and tests."""
 
+    def _count(self, service: str | None, outcome: SyncOutcome) -> None:
+        """The body's outcome in the worker's counters: ``refused`` when nothing of it was recorded (a body
+        error, or every record refused, as the HTTP answer's ``-1``), ``partial`` when some records were refused.
+        The service is the converter's, else the one asked for when it is known, else ``unknown``."""
+        name = outcome.service or service
+        name = name if name in SERVICES else "unknown"
+        refused = len(outcome.rejected)
+        if outcome.body_error is not None or (outcome.records and not outcome.accepted):
+            kind = "refused"
+        else:
+            kind = "partial" if refused else "ok"
+        self.bodies[kind] += 1
+        self.runtime.health.sync(name, kind, outcome.accepted, refused)
+
     async def ingest(self, body: bytes | None, *, service: str | None = None, query: str | None = None,
                      origin: Mapping[str, str] | None = None) -> SyncOutcome:
         """Convert ``body`` and produce everything it gave; returns once the broker has acknowledged it all.
@@ -101,20 +115,21 @@ class SyncIngest:
         except BodyError as exc:
             outcome = SyncOutcome(service=service, body_error=(exc.reason, exc.message))
             await self._dead_letter(None, _redacted_json(obj), exc.reason, exc.message, origin, service)
-            self.bodies["refused"] += 1
+            self._count(service, outcome)
             log.warning("dvcqg body refused (%s): %s: %s", _where(origin), exc.reason, exc.message)
             return outcome
         except Exception as exc:  # a defect of ours must not lose the body nor stop the path
             log.exception("dvcqg converter failed (%s)", _where(origin))
             message = f"converter error {type(exc).__name__}"
             await self._dead_letter(None, _redacted_json(obj), PROCESSOR_ERROR, message, origin, service)
-            self.bodies["refused"] += 1
-            return SyncOutcome(service=service, body_error=(PROCESSOR_ERROR, message))
+            outcome = SyncOutcome(service=service, body_error=(PROCESSOR_ERROR, message))
+            self._count(service, outcome)
+            return outcome
         await self._produce(conv, obj, origin)
         outcome = SyncOutcome(service=conv.service, records=conv.records, events=len(conv.events),
                               rejected=list(conv.rejected), unknown_codes=dict(conv.unknown_codes),
                               warnings=len(conv.warnings))
-        self.bodies["partial" if conv.rejected else "ok"] += 1
+        self._count(service, outcome)
         if conv.rejected:
             log.info("dvcqg %s (%s): %d record(s), %d event(s), %d refused", conv.service, _where(origin),
                      conv.records, len(conv.events), len(conv.rejected))

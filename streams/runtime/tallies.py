@@ -124,6 +124,10 @@ class PipelineHealth:
         self.late = 0
         self.lag_seconds: float | None = None
         self.collector_errors = 0
+        #: National-portal sync bodies by (service, outcome: ``ok``, ``partial``, ``refused``) and their records by
+        #: (service, outcome: ``accepted``, ``refused``); ``streams.runtime.sync_agent`` bounds the service.
+        self.sync_bodies: dict[tuple[str, str], int] = {}
+        self.sync_records: dict[tuple[str, str], int] = {}
 
     def record(self, *, source: str | None, event_time: datetime | None, now: datetime,
                duplicate: bool, late: bool) -> None:
@@ -144,3 +148,10 @@ class PipelineHealth:
 
     def alert(self, kind: str | None) -> None:
         self.alerts.inc(kind)
+
+    def sync(self, service: str, outcome: str, accepted: int, refused: int) -> None:
+        """One sync body handled and recorded: ``outcome`` is the body's, the counts its records'."""
+        self.sync_bodies[service, outcome] = self.sync_bodies.get((service, outcome), 0) + 1
+        for record_outcome, n in (("accepted", accepted), ("refused", refused)):
+            if n:
+                self.sync_records[service, record_outcome] = self.sync_records.get((service, record_outcome), 0) + n

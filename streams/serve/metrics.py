@@ -282,6 +282,16 @@ class TallyCollector:
                                   value=h.duplicates)
         yield CounterMetricFamily("onestop_events_late",
                                   "Events that arrived after a later event of the same dossier.", value=h.late)
+        for name, help_, labels, values in (
+                ("onestop_sync_bodies", "National-portal sync bodies recorded (HTTP and the dvcqg-sync topic), by "
+                 "service and outcome: ok, partial (some records refused), refused (nothing recorded).",
+                 ["service", "outcome"], h.sync_bodies),
+                ("onestop_sync_records", "Records of national-portal sync bodies, accepted (converted into events) or "
+                 "refused (dead-lettered one by one), by service.", ["service", "outcome"], h.sync_records)):
+            family = CounterMetricFamily(name, help_, labels=labels)
+            for key, n in sorted(values.items()):
+                family.add_metric(list(key), n)
+            yield family
         yield _labelled(CounterMetricFamily, "onestop_alerts_emitted",
                         "Alerts written to the alerts topic, by kind.", "kind", h.alerts.values)
         yield _labelled(GaugeMetricFamily, "onestop_last_event_timestamp_seconds",
