@@ -222,9 +222,9 @@ class Transactions:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.broker, group_id=None, enable_auto_commit=False,
                                     isolation_level="read_committed", client_id="onestop-outputs-check",
                                     **self.client_config)
-        await consumer.start()
         found: dict[TopicPartition, dict[int, tuple]] = {tp: {} for tp in wanted}
         try:
+            await consumer.start()
             consumer.assign(list(wanted))
             ends = await consumer.end_offsets(list(wanted))  # the last stable offsets, under read_committed
             if any(max(offsets) >= ends[tp] for tp, offsets in wanted.items()):
