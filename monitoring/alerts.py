@@ -125,6 +125,12 @@ def alert_specs(config: MixinConfig, facts: CalendarFacts, lang: str | None = No
                  "5m", "warning", value=pct, window=texts.duration(c.dead_letter_window, lang),
                  job="{{ $labels.job }}",
                  threshold=texts.pct(c.dead_letter_ratio, lang)),
+        pipeline("OnestopSyncRecordsRefused",
+                 f"service:onestop_sync_records_refused:ratio_rate{c.dead_letter_window} >= {fmt(c.sync_refused_ratio)}\n"
+                 f"and service:onestop_sync_records_refused:increase{c.dead_letter_window} >= {c.sync_refused_min_count}",
+                 c.sync_refused_for, "warning", value=pct, service="{{ $labels.service }}",
+                 window=texts.duration(c.dead_letter_window, lang), threshold=texts.pct(c.sync_refused_ratio, lang),
+                 count=c.sync_refused_min_count),
         pipeline("OnestopProcessingLagHigh",
                  f"job:onestop_processing_lag:max_seconds > {fmt(c.processing_lag_seconds)}",
                  c.processing_lag_for, "warning", value=texts.value_duration(lang), job="{{ $labels.job }}",

@@ -134,6 +134,11 @@ class MixinConfig:
     dead_letter_ratio: float = 0.05
     dead_letter_min_count: int = 10
     dead_letter_window: str = "10m"
+    #: A national-portal sync service whose records are refused at this share or more, over ``dead_letter_window``,
+    #: with at least ``sync_refused_min_count`` refused (the one-stop system's records stay out of the figures).
+    sync_refused_ratio: float = 0.1
+    sync_refused_min_count: int = 5
+    sync_refused_for: str = "10m"
     processing_lag_seconds: float = 900.0
     processing_lag_for: str = "10m"
     #: Alert when the at-risk families of a worker (scanned every 15 s, or less often on a very large table) are
@@ -316,7 +321,7 @@ def _validate(c: MixinConfig) -> list[str]:
     if not c.silence_windows or max(duration_seconds(w) for w in c.silence_windows) < c.source_silence_working_hours * 3600:
         problems.append("silence_windows: the longest window must be at least source_silence_working_hours long")
     for name in ("on_time_target", "online_submission_target", "online_payment_target", "satisfaction_threshold",
-                 "dead_letter_ratio"):
+                 "dead_letter_ratio", "sync_refused_ratio"):
         if not 0 < getattr(c, name) < 1:
             problems.append(f"{name}: must be a ratio strictly between 0 and 1, got {getattr(c, name)!r}")
     for name, targets in (("on_time_targets_by_province", c.on_time_targets_by_province),
@@ -327,7 +332,7 @@ def _validate(c: MixinConfig) -> list[str]:
             if not _LABEL_VALUE_RE.match(code):
                 problems.append(f"{name}: {code!r} cannot be used as a label value")
     for name in ("overdue_threshold", "due_soon_threshold", "on_time_min_volume", "share_min_volume",
-                 "satisfaction_min_ratings", "dead_letter_min_count"):
+                 "satisfaction_min_ratings", "dead_letter_min_count", "sync_refused_min_count"):
         if getattr(c, name) < 1:
             problems.append(f"{name}: must be >= 1")
     if c.source_silence_working_hours <= 0 or c.processing_lag_seconds <= 0:

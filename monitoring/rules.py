@@ -274,6 +274,7 @@ def _pipeline_rules(config: MixinConfig) -> list[dict]:
     sel = config.worker_selector
     dl = config.dead_letter_window
     processed, rejected = f"onestop_events_processed_total{{{sel}}}", f"onestop_events_rejected_total{{{sel}}}"
+    sync = "onestop_sync_records_total"
     rules = [
         {"record": "job:onestop_events_processed:rate5m", "expr": f"sum by (job) (rate({processed}[5m]))"},
         {"record": "job:onestop_events_rejected:rate5m", "expr": f"sum by (job) (rate({rejected}[5m]))"},
@@ -281,6 +282,11 @@ def _pipeline_rules(config: MixinConfig) -> list[dict]:
         {"record": f"job:onestop_events_rejected:ratio_rate{dl}",
          "expr": f"sum by (job) (rate({rejected}[{dl}]))\n/ (\n  sum by (job) (rate({processed}[{dl}]))\n"
                  f"  + sum by (job) (rate({rejected}[{dl}]))\n  > 0\n)"},
+        {"record": f"service:onestop_sync_records_refused:increase{dl}",
+         "expr": f"sum by (service) (increase({sync}{{{sel}, outcome=\"refused\"}}[{dl}]))"},
+        {"record": f"service:onestop_sync_records_refused:ratio_rate{dl}",
+         "expr": f"sum by (service) (rate({sync}{{{sel}, outcome=\"refused\"}}[{dl}]))\n"
+                 f"/ (sum by (service) (rate({sync}{{{sel}}}[{dl}])) > 0)"},
         {"record": "job:onestop_processing_lag:max_seconds",
          "expr": f"max by (job) (onestop_processing_lag_seconds{{{sel}}})"},
         {"record": "source:onestop_last_event:timestamp_seconds",

@@ -342,23 +342,35 @@ def test_worker_prometheus_alertmanager_end_to_end(kafka_bootstrap: str, topic_p
                  .get("value", [0, "0"])[1] == str(len(lines) + 2), timeout=90, what="every event processed")
         assert _query(prom, 'sum(onestop_events_rejected_total{job="onestop"})')[0]["value"][1] == "3"
 
-        # National-portal sync bodies for the sync panels, none of them changing a figure: progress steps 2 (a
-        # record accepted, no event), one of them beside a record without its time (refused), and a bad body.
+        # National-portal sync bodies for the sync panels and rules, none of them changing a figure: progress steps 2
+        # (a record accepted, no event) and steps without their time (refused). One body of both goes first, so that
+        # Prometheus sees both record counters before they move; then an all-accepted, a partial and a bad body.
         def step(n: int, **fields) -> dict:
             return {"MaHoSo": f"T99.X001-20260310-{n:04d}", "TrangThai": "2", **fields}
 
         progress = f"{worker.url}/api/dvcqg/CapNhatTienDoHoSoMC"
-        for body, status in ((json.dumps([step(1, ThoiDiemXuLy="20260310090000")]).encode(), 200),
-                             (json.dumps([step(2, ThoiDiemXuLy="20260310090000"), step(3)]).encode(), 200),
-                             (b"{not json", 400)):
-            assert http(progress, data=body, timeout=30)[0] == status
-        wait_for(lambda: {(s["metric"]["outcome"], s["value"][1]) for s in _query(
-                     prom, 'sum by (outcome) (onestop_sync_bodies_total{job="onestop"})')}
-                 == {("ok", "1"), ("partial", "1"), ("refused", "1")}, timeout=30, what="sync bodies scraped")
-        assert {(s["metric"]["service"], s["metric"]["outcome"], s["value"][1]) for s in _query(
-            prom, 'onestop_sync_records_total{job="onestop"}')} == {("CapNhatTienDoHoSoMC", "accepted", "2"),
-                                                                   ("CapNhatTienDoHoSoMC", "refused", "1")}
-        assert _query(prom, 'sum(onestop_events_rejected_total{job="onestop"})')[0]["value"][1] == "5"
+        at = {"ThoiDiemXuLy": "20260310090000"}
+
+        def post(body: bytes) -> int:
+            return http(progress, data=body, timeout=30)[0]
+
+        def sync_counts(family: str) -> set:
+            return {(s["metric"].get("service"), s["metric"]["outcome"], s["value"][1])
+                    for s in _query(prom, f'sum by (service, outcome) ({family}{{job="onestop"}})')}
+
+        assert post(json.dumps([step(1, **at), step(2)]).encode()) == 200
+        wait_for(lambda: len(sync_counts("onestop_sync_records_total")) == 2, timeout=30,
+                 what="both sync record counters scraped")
+        for body, status in ((json.dumps([step(3, **at)]).encode(), 200),
+                             (json.dumps([step(4, **at), step(5)]).encode(), 200), (b"{not json", 400)):
+            assert post(body) == status
+        wait_for(lambda: sync_counts("onestop_sync_bodies_total") == {
+                     ("CapNhatTienDoHoSoMC", "ok", "1"), ("CapNhatTienDoHoSoMC", "partial", "2"),
+                     ("CapNhatTienDoHoSoMC", "refused", "1")}, timeout=30, what="sync bodies scraped")
+        assert sync_counts("onestop_sync_records_total") == {("CapNhatTienDoHoSoMC", "accepted", "3"),
+                                                             ("CapNhatTienDoHoSoMC", "refused", "2")}
+        # 2 refused records and a bad body more in the dead-letter topic; too few for OnestopSyncRecordsRefused
+        assert _query(prom, 'sum(onestop_events_rejected_total{job="onestop"})')[0]["value"][1] == "6"
 
         stand_in.fill(worker.get("/metrics")[1].decode())
         # One working day later: dossiers cross their deadlines without any event; alerts go to the alerts topic.

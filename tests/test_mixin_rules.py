@@ -102,7 +102,7 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section() -> None:
 
 
 def test_recording_rule_names_follow_level_metric_operations() -> None:
-    pattern = re.compile(r"^(unit|province|nation|job|source|onestop):[a-z0-9_]+:[a-z0-9_]+$")
+    pattern = re.compile(r"^(unit|province|nation|job|source|service|onestop):[a-z0-9_]+:[a-z0-9_]+$")
     names = {r["record"] for g in _yaml(ALERTS / "rules.yml")["groups"] for r in g["rules"]}
     assert names and all(pattern.match(n) for n in names), sorted(n for n in names if not pattern.match(n))
 
