@@ -22,7 +22,6 @@ import asyncio
 import inspect
 import json
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,8 +82,6 @@ class SyncIngest:
         self.runtime = runtime
         self.events_topic = events_topic
         self.profile = profile
-        self.bodies = Counter()
-        """Bodies handled per outcome (``ok``, ``partial``, ``refused``), for logs and tests."""
 
     def _count(self, service: str | None, outcome: SyncOutcome) -> None:
         """The body's outcome in the worker's counters: ``refused`` when nothing of it was recorded (a body
@@ -97,7 +94,6 @@ class SyncIngest:
             kind = "refused"
         else:
             kind = "partial" if refused else "ok"
-        self.bodies[kind] += 1
         self.runtime.health.sync(name, kind, outcome.accepted, refused)
 
     async def ingest(self, body: bytes | None, *, service: str | None = None, query: str | None = None,

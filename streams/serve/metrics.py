@@ -282,16 +282,13 @@ class TallyCollector:
                                   value=h.duplicates)
         yield CounterMetricFamily("onestop_events_late",
                                   "Events that arrived after a later event of the same dossier.", value=h.late)
-        for name, help_, labels, values in (
-                ("onestop_sync_bodies", "National-portal sync bodies recorded (HTTP and the dvcqg-sync topic), by "
-                 "service and outcome: ok, partial (some records refused), refused (nothing recorded).",
-                 ["service", "outcome"], h.sync_bodies),
-                ("onestop_sync_records", "Records of national-portal sync bodies, accepted (converted into events) or "
-                 "refused (dead-lettered one by one), by service.", ["service", "outcome"], h.sync_records)):
-            family = CounterMetricFamily(name, help_, labels=labels)
-            for key, n in sorted(values.items()):
-                family.add_metric(list(key), n)
-            yield family
+        yield _labelled(CounterMetricFamily, "onestop_sync_bodies",
+                        "National-portal sync bodies recorded (HTTP and the dvcqg-sync topic), by service and outcome: "
+                        "ok, partial (some records refused), refused (nothing recorded).", ("service", "outcome"),
+                        h.sync_bodies)
+        yield _labelled(CounterMetricFamily, "onestop_sync_records",
+                        "Records of national-portal sync bodies, accepted (converted into events) or refused "
+                        "(dead-lettered one by one), by service.", ("service", "outcome"), h.sync_records)
         yield _labelled(CounterMetricFamily, "onestop_alerts_emitted",
                         "Alerts written to the alerts topic, by kind.", "kind", h.alerts.values)
         yield _labelled(GaugeMetricFamily, "onestop_last_event_timestamp_seconds",
@@ -332,10 +329,13 @@ class TallyCollector:
                                   value=h.collector_errors)
 
 
-def _labelled(cls: type, name: str, help_: str, label: str, values: Mapping[str, float]) -> Metric:
-    family = cls(name, help_, labels=[label])
+def _labelled(cls: type, name: str, help_: str, label: str | tuple[str, ...],
+              values: Mapping[str, float] | Mapping[tuple[str, ...], float]) -> Metric:
+    """A family with one sample per key of ``values``: one label (keys are its values) or several (keys are
+    tuples of their values, in the order of ``label``)."""
+    family = cls(name, help_, labels=[label] if isinstance(label, str) else list(label))
     for value, n in sorted(values.items()):
-        family.add_metric([value], n)
+        family.add_metric([value] if isinstance(label, str) else list(value), n)
     return family
 
 
