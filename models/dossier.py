@@ -313,9 +313,9 @@ def _merge(s: DossierState, event: ev.Event, kd: bytes, ctx: Context) -> None:
     elif kind == "stopped":
         s.stopped_at = _min(s.stopped_at, d.stopped_at or event.time)
     elif kind == "processed":
-        if d.from_step:  # the last step counts: max, as ``_min`` below is min (both independent of the order)
+        if d.from_step:  # the last step counts (the latest, whatever the order), a stated end the earliest
             t = d.processing_ended_at
-            s.step_processed_at = t if s.step_processed_at is None or t > s.step_processed_at else s.step_processed_at
+            s.step_processed_at = t if s.step_processed_at is None else max(s.step_processed_at, t)
         else:
             s.processed_at = _min(s.processed_at, d.processing_ended_at)
         s.e_result = s.e_result or any(r.electronic for r in d.results)
