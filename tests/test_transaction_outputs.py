@@ -41,12 +41,12 @@ def txn(kafka_bootstrap, topic_prefix):
     return Transactions(settings, {}, topic_prefix + "changelog")
 
 
-def failed_commit(txn: Transactions, *, commits: bool) -> tuple[Output, ...]:
+def failed_commit(txn: Transactions, *, commits: bool) -> tuple[tuple[Output, ...], bool]:
     """A transaction of ``ALERTS`` and ``DEAD`` whose commit the client sees fail; on the broker it commits or
     stays open. Then the partition's producer starts again (which aborts what is open), as the restoration does.
-    Returns what the worker remembered of the outputs."""
+    Returns what the worker remembered of the outputs, and whether ``outputs_committed`` then finds them."""
 
-    async def run() -> tuple[Output, ...]:
+    async def run() -> tuple[tuple[Output, ...], bool]:
         await txn.own({0})
         producer = txn.producers[0]
         real_commit = producer.commit_transaction
