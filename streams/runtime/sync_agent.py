@@ -59,6 +59,11 @@ class SyncOutcome:
     def accepted(self) -> int:
         return self.records - len(self.rejected)
 
+    @property
+    def recorded_nothing(self) -> bool:
+        """Nothing of the body was recorded: a body error, or every record refused (the HTTP answer's ``-1``)."""
+        return self.body_error is not None or bool(self.records and not self.accepted)
+
 
 def _parse(body: bytes | None) -> Any:
     """The body as JSON for redaction and record lookup, or None when it is not (then it is never kept)."""
@@ -84,16 +89,13 @@ class SyncIngest:
         self.profile = profile
 
     def _count(self, service: str | None, outcome: SyncOutcome) -> None:
-        """The body's outcome in the worker's counters: ``refused`` when nothing of it was recorded (a body
-        error, or every record refused, as the HTTP answer's ``-1``), ``partial`` when some records were refused.
-        The service is the converter's, else the one asked for when it is known, else ``unknown``."""
+        """The body's outcome in the worker's counters: ``refused`` when nothing of it was recorded,
+        ``partial`` when some records were refused. The service is the converter's, else the one asked for when it
+        is known, else ``unknown``."""
         name = outcome.service or service
         name = name if name in SERVICES else "unknown"
         refused = len(outcome.rejected)
-        if outcome.body_error is not None or (outcome.records and not outcome.accepted):
-            kind = "refused"
-        else:
-            kind = "partial" if refused else "ok"
+        kind = "refused" if outcome.recorded_nothing else "partial" if refused else "ok"
         self.runtime.health.sync(name, kind, outcome.accepted, refused)
 
     async def ingest(self, body: bytes | None, *, service: str | None = None, query: str | None = None,

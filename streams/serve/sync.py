@@ -94,6 +94,6 @@ def register(app: Any, runtime: Any) -> None:
             extra = {"service": outcome.service, "records": outcome.records, "accepted": outcome.accepted,
                      "events": outcome.events, "rejected": rejected, "unknown_codes": outcome.unknown_codes,
                      "warnings": outcome.warnings}
-            if outcome.records and not outcome.accepted:
+            if outcome.recorded_nothing:  # every record refused (a body error was answered above)
                 return _answer(400, "-1", "Mọi hồ sơ đều bị từ chối / every record was refused", **extra)
             return _answer(200, "0", _summary(outcome), **extra)
